@@ -1,0 +1,168 @@
+"""The experiment config: one YAML (or dict) describes inputs, fusion, outputs, data and trainer.
+
+Component blocks (``encoder``, ``fusion``, ``head``, ``preprocessing``) are plain ``{type, **kwargs}``
+dicts: their options are checked against the registered class's ``__init__`` when the model is
+built (see :mod:`polymodal.registry`), so each component is described exactly once.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+Modality = Literal["text", "image", "audio", "numeric", "categorical"]
+Task = Literal["binary", "multiclass", "multilabel", "regression"]
+
+DEFAULT_ENCODER: dict[str, str] = {
+    "text": "text_cnn",
+    "image": "image_cnn",
+    "audio": "audio_cnn",
+    "numeric": "mlp",
+    "categorical": "embedding",
+}
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class InputConfig(_Strict):
+    name: str  # modality name; also the column when ``columns`` is not given
+    type: Modality
+    columns: list[str] | None = None  # numeric/categorical may group several columns
+    encoder: dict[str, Any] = Field(default_factory=dict)  # {type, **kwargs}
+    preprocessing: dict[str, Any] = Field(default_factory=dict)  # preprocessor kwargs
+
+    @model_validator(mode="after")
+    def _fill(self) -> InputConfig:
+        if self.columns is None:
+            self.columns = [self.name]
+        if len(self.columns) != 1 and self.type in ("text", "image", "audio"):
+            raise ValueError(f"input {self.name!r}: a {self.type} input reads exactly one column")
+        self.encoder.setdefault("type", DEFAULT_ENCODER[self.type])
+        return self
+
+    @property
+    def cols(self) -> list[str]:
+        return list(self.columns or [self.name])
+
+
+class OutputConfig(_Strict):
+    name: str  # target column
+    task: Task
+    head: dict[str, Any] = Field(default_factory=dict)  # head kwargs (hidden, dropout, ...)
+    loss: Literal["default", "focal"] = "default"  # default: BCE / CE / MSE by task
+    focal_gamma: float = 2.0
+    class_weights: Literal["balanced"] | list[float] | dict[str, float] | None = None
+    weight: float = 1.0  # loss weight in multi-task training
+    label_separator: str = "|"  # multilabel cells like "a|b"
+
+
+class DataConfig(_Strict):
+    train: str | None = None  # table path (CSV / Parquet / JSONL)
+    val: str | None = None
+    test: str | None = None
+    split_column: str | None = None  # values train / val (or validation) / test
+    val_fraction: float = 0.1  # used only when no split is given
+    test_fraction: float = 0.1
+    seed: int = 42
+    bad_cells: Literal["raise", "mask"] = "raise"  # unreadable file cells: error, or mask+count
+
+
+class TrainerConfig(_Strict):
+    epochs: int = 10
+    batch_size: int = 64
+    lr: float = 1e-3
+    weight_decay: float = 0.01
+    optimizer: Literal["adamw", "adam", "sgd"] = "adamw"
+    schedule: Literal["cosine", "linear", "constant"] = "cosine"
+    warmup_ratio: float = 0.05  # fraction of all steps spent warming up linearly
+    grad_clip: float | None = 1.0
+    grad_accumulation: int = 1
+    early_stopping_patience: int | None = 5  # epochs without improvement; None disables
+    monitor: str | None = None  # e.g. "label.accuracy"; default: validation loss
+    modality_dropout: float = 0.0  # probability of dropping each modality per sample
+    seed: int = 42
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    mixed_precision: Literal["no", "bf16", "fp16"] = "no"
+    num_workers: int = 0
+    progress: bool = True
+
+
+class ExperimentConfig(_Strict):
+    inputs: list[InputConfig]
+    fusion: dict[str, Any] = Field(default_factory=lambda: {"type": "concat"})
+    outputs: list[OutputConfig]
+    data: DataConfig = Field(default_factory=DataConfig)
+    trainer: TrainerConfig = Field(default_factory=TrainerConfig)
+
+    @field_validator("fusion")
+    @classmethod
+    def _fusion_type(cls, v: dict[str, Any]) -> dict[str, Any]:
+        v = dict(v)
+        v.setdefault("type", "concat")
+        return v
+
+    @model_validator(mode="after")
+    def _check(self) -> ExperimentConfig:
+        if not self.inputs:
+            raise ValueError("config needs at least one input")
+        if not self.outputs:
+            raise ValueError("config needs at least one output")
+        names = [i.name for i in self.inputs]
+        dup = {n for n in names if names.count(n) > 1}
+        if dup:
+            raise ValueError(f"duplicate input names: {sorted(dup)}")
+        targets = {o.name for o in self.outputs}
+        for inp in self.inputs:
+            leak = targets & set(inp.cols)
+            if leak:
+                # one target must never be a feature of another (or of itself)
+                raise ValueError(f"input {inp.name!r} reads target column(s) {sorted(leak)}: a leak")
+        return self
+
+    @property
+    def input_columns(self) -> list[str]:
+        return [c for i in self.inputs for c in i.cols]
+
+
+class ConfigError(ValueError):
+    """A config file or dict that does not describe a valid experiment."""
+
+
+def load_config(source: str | Path | dict[str, Any] | ExperimentConfig) -> ExperimentConfig:
+    """Parse a YAML path, YAML text, dict or config into a validated :class:`ExperimentConfig`."""
+    if isinstance(source, ExperimentConfig):
+        return source
+    where = "config"
+    if isinstance(source, (str, Path)):
+        path = Path(source)
+        if path.suffix in (".yaml", ".yml", ".json") or path.exists():
+            if not path.exists():
+                raise ConfigError(f"config file {path} does not exist")
+            where = str(path)
+            source = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        else:
+            source = yaml.safe_load(str(source)) or {}
+    if not isinstance(source, dict):
+        raise ConfigError(f"{where}: expected a mapping at the top level, got {type(source).__name__}")
+    try:
+        return ExperimentConfig.model_validate(source)
+    except ValidationError as err:
+        lines = []
+        for e in err.errors():
+            loc = ".".join(str(p) for p in e["loc"])
+            lines.append(f"  {loc or '(top)'}: {e['msg']}")
+        raise ConfigError(f"{where} is not a valid polymodal config:\n" + "\n".join(lines)) from None
+
+
+def to_dict(config: ExperimentConfig) -> dict[str, Any]:
+    return config.model_dump(mode="json")
+
+
+def to_yaml(config: ExperimentConfig | dict[str, Any]) -> str:
+    data = to_dict(config) if isinstance(config, ExperimentConfig) else config
+    return yaml.safe_dump(data, sort_keys=False, allow_unicode=True)

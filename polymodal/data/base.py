@@ -1,0 +1,96 @@
+"""What every preprocessor promises: fit on the training split, transform a column into a tensor
+plus a presence mask, augment a batch at train time, and save/restore its state as JSON.
+
+Preprocessors are registered as ``@register("preprocessor", <modality>)``; their ``__init__``
+options are the ``preprocessing:`` block of an input's config.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar
+
+import pandas as pd
+import torch
+
+from polymodal import registry
+
+
+class DataError(ValueError):
+    """Bad input data; the message names the file, row, column and what was expected."""
+
+
+def where(source: str, row: Any, column: str) -> str:
+    """Uniform location prefix for data errors: ``file, row R, column 'C'``."""
+    return f"{source}, row {row}, column {column!r}"
+
+
+@dataclass
+class Transformed:
+    """One input's tensors for N rows.
+
+    ``values`` holds either one entry per row, or (when ``index`` is set) one entry per *unique*
+    cell with ``index[row]`` pointing at it, so a clip reused by 30 rows is decoded and stored once.
+    ``present`` is a bool [N] mask: False where the cell was missing (or unreadable and masked).
+    """
+
+    values: torch.Tensor
+    present: torch.Tensor
+    index: torch.Tensor | None = None
+    n_bad: int = 0  # unreadable cells that were masked (data.bad_cells == "mask")
+
+    def __len__(self) -> int:
+        return int(self.present.shape[0])
+
+    def rows(self, rows: torch.Tensor) -> torch.Tensor:
+        return self.values[self.index[rows]] if self.index is not None else self.values[rows]
+
+
+class Preprocessor:
+    """Base class: subclasses set ``modality`` and implement ``fit``/``transform``."""
+
+    modality: ClassVar[str] = ""
+
+    def fit(self, frame: pd.DataFrame, columns: list[str], base_dir: Path) -> Preprocessor:
+        """Learn state (vocab, statistics) from the training rows only."""
+        return self
+
+    def transform(
+        self,
+        frame: pd.DataFrame,
+        columns: list[str],
+        base_dir: Path,
+        source: str = "<table>",
+        bad_cells: str = "raise",
+    ) -> Transformed:
+        raise NotImplementedError
+
+    def augment(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        """Train-time augmentation of a batch ``x`` (identity unless the modality has one)."""
+        return x
+
+    def spec(self) -> dict[str, Any]:
+        """Facts the encoder needs from fitted data (``vocab_size``, ``in_features``, ...)."""
+        return {}
+
+    def fitted_state(self) -> dict[str, Any]:
+        """JSON-serialisable fitted state (vocabularies, statistics)."""
+        return {}
+
+    def load_fitted_state(self, state: dict[str, Any]) -> None:
+        """Restore what :meth:`fitted_state` returned."""
+
+    # -- generic save/load: options (the __init__ kwargs) + fitted state, all JSON ---------------
+    def options(self) -> dict[str, Any]:
+        return {k: getattr(self, k) for k in registry.parameters(type(self))}
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"type": self.modality, "options": self.options(), "fitted": self.fitted_state()}
+
+    @staticmethod
+    def from_state(state: dict[str, Any]) -> Preprocessor:
+        cls = registry.get("preprocessor", state["type"])
+        pre: Preprocessor = cls(**state["options"])
+        pre.load_fitted_state(state["fitted"])
+        return pre
