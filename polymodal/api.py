@@ -1,0 +1,188 @@
+"""The Python API: ``Predictor(config).fit(train).predict(table)``, scikit-learn style.
+
+Tables may be DataFrames or paths (CSV / Parquet / JSONL). Learned state ends in ``_``.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import torch
+
+from polymodal.config import ExperimentConfig, OutputConfig, load_config
+from polymodal.data.io import read_table
+from polymodal.data.pipeline import TablePipeline
+from polymodal.data.split import split_frame
+from polymodal.data.targets import class_weights_balanced
+from polymodal.evaluation.evaluate import evaluate, predict_logits
+from polymodal.export.artifact import Artifact, load_artifact, save_artifact
+from polymodal.models import build_model, preprocessing_options, validate
+from polymodal.train.loop import train
+from polymodal.utils.seed import seed_everything
+
+log = logging.getLogger("polymodal")
+
+TableLike = pd.DataFrame | str | Path
+
+
+def _read(data: TableLike, name: str) -> tuple[pd.DataFrame, Path, str]:
+    """A table, the folder its relative file paths are resolved against, and its name for errors."""
+    if isinstance(data, pd.DataFrame):
+        return data, Path.cwd(), f"<{name} DataFrame>"
+    path = Path(data)
+    return read_table(path), path.resolve().parent, str(path)
+
+
+class Predictor:
+    """Train, evaluate, save and load a multimodal model described by one config."""
+
+    def __init__(self, config: str | Path | dict[str, Any] | ExperimentConfig) -> None:
+        self.config = load_config(config)
+        validate(self.config)  # unknown components / options fail before any data is read
+
+    # -- training ---------------------------------------------------------------------------
+    def fit(
+        self,
+        train_data: TableLike | None = None,
+        val: TableLike | None = None,
+        test: TableLike | None = None,
+        output_dir: str | Path | None = None,
+        resume: bool = False,
+    ) -> Predictor:
+        cfg = self.config
+        seed_everything(cfg.trainer.seed)
+        frames = self._frames(train_data, val, test)
+        (train_df, base, src), val_part, test_part = frames
+        options = {inp.name: preprocessing_options(inp) for inp in cfg.inputs}
+        pipeline = TablePipeline(cfg.inputs, cfg.outputs, options, cfg.data.bad_cells)
+        t0 = time.perf_counter()
+        pipeline.fit(train_df, base, source=src)
+        train_ds = pipeline.dataset(train_df, base, source=src)
+        val_ds = pipeline.dataset(*val_part) if val_part else None
+        log.info("preprocessed %d training rows in %.1fs", len(train_ds), time.perf_counter() - t0)
+        weights = {o.name: self._class_weights(o, pipeline, train_ds.targets[o.name]) for o in cfg.outputs}
+        build = {"specs": pipeline.specs(), "num_outputs": pipeline.num_outputs(), "class_weights": weights}
+        model = build_model(cfg, build["specs"], build["num_outputs"], weights)
+        run_dir = Path(output_dir) if output_dir else Path(tempfile.mkdtemp(prefix="polymodal-"))
+        loss_weights = {o.name: o.weight for o in cfg.outputs}
+        state = train(model, pipeline, train_ds, val_ds, cfg.trainer, run_dir, loss_weights, resume=resume)
+        model.eval()
+        metrics: dict[str, Any] = {"best_epoch": state.best_epoch, "train_seconds": sum(r["seconds"] for r in state.history)}
+        if val_ds is not None:
+            metrics["val"] = evaluate(model, val_ds, pipeline, loss_weights=loss_weights)
+        if test_part:
+            metrics["test"] = evaluate(model, pipeline.dataset(*test_part), pipeline, loss_weights=loss_weights)
+        self.artifact_ = Artifact(cfg, pipeline, model, build, metrics, state.history)
+        if output_dir:
+            save_artifact(run_dir, self.artifact_)
+        shutil.rmtree(run_dir / "checkpoints", ignore_errors=True)  # finished: nothing to resume
+        if not output_dir:
+            shutil.rmtree(run_dir, ignore_errors=True)
+        return self
+
+    def _frames(
+        self, train_data: TableLike | None, val: TableLike | None, test: TableLike | None
+    ) -> tuple[tuple[pd.DataFrame, Path, str], tuple[Any, ...] | None, tuple[Any, ...] | None]:
+        d = self.config.data
+        train_data = train_data if train_data is not None else d.train
+        val = val if val is not None else d.val
+        test = test if test is not None else d.test
+        if train_data is None:
+            raise ValueError("no training table: pass one to fit() or set data.train in the config")
+        frame, base, src = _read(train_data, "train")
+        if val is not None:
+            test_part = _read(test, "test") if test is not None else None
+            return (frame, base, src), _read(val, "val"), test_part
+        first = self.config.outputs[0]
+        strat = first.name if first.task in ("binary", "multiclass") else None
+        tr, va, te = split_frame(frame, d, strat, src)
+        test_part = _read(test, "test") if test is not None else ((te, base, f"{src} (test split)") if len(te) else None)
+        return (tr, base, src), (va, base, f"{src} (val split)"), test_part
+
+    @staticmethod
+    def _class_weights(out: OutputConfig, pipeline: TablePipeline, target: torch.Tensor) -> list[float] | None:
+        cw = out.class_weights
+        if cw is None or out.task == "regression":
+            return None
+        enc = pipeline.targets[out.name]
+        if cw == "balanced":
+            return class_weights_balanced(target, out.task, enc.num_outputs)
+        if isinstance(cw, dict):
+            labels = [str(c) for c in enc.classes]
+            unknown = set(cw) - set(labels)
+            if unknown:
+                raise ValueError(f"outputs.{out.name}.class_weights: unknown labels {sorted(unknown)}; labels are {labels}")
+            weights = [float(cw.get(lbl, 1.0)) for lbl in labels]
+            return weights[1:] if out.task == "binary" else weights
+        return [float(w) for w in cw]
+
+    # -- inference --------------------------------------------------------------------------
+    def _check_fitted(self) -> Artifact:
+        if not hasattr(self, "artifact_"):
+            raise RuntimeError("this Predictor is not fitted: call fit() or Predictor.load(path)")
+        return self.artifact_
+
+    def _decoded(self, data: TableLike) -> tuple[pd.DataFrame, dict[str, dict[str, torch.Tensor]], dict[str, torch.Tensor]]:
+        art = self._check_fitted()
+        frame, base, src = _read(data, "predict")
+        inputs = art.pipeline.transform_inputs(frame, base, src)
+        from polymodal.data.dataset import TableDataset
+
+        ds = TableDataset(inputs, {})
+        logits = predict_logits(art.model, ds)
+        heads = art.model.heads
+        decoded = {name: head.decode(logits[name]) for name, head in heads.items()}  # type: ignore[operator]
+        present = {k: t.present for k, t in inputs.items()}
+        return frame, decoded, present
+
+    def predict(self, data: TableLike) -> pd.DataFrame:
+        """One column per output with predicted labels/values, plus probabilities for classifiers
+        (``<output>_proba_<label>``) and ``missing_modalities``, indexed like the input table."""
+        frame, decoded, present = self._decoded(data)
+        art = self.artifact_
+        out = pd.DataFrame(index=frame.index)
+        for name, dec in decoded.items():
+            enc = art.pipeline.targets[name]
+            out[name] = enc.decode(dec["pred"])
+            if "proba" in dec:
+                for j, label in enumerate(enc.proba_labels()):
+                    out[f"{name}_proba_{label}"] = dec["proba"][:, j].numpy()
+        names = sorted(present)
+        out["missing_modalities"] = [
+            ",".join(n for n in names if not bool(present[n][i])) for i in range(len(frame))
+        ]
+        return out
+
+    def predict_proba(self, data: TableLike) -> pd.DataFrame:
+        """Probability columns only (classification outputs)."""
+        pred = self.predict(data)
+        return pred[[c for c in pred.columns if "_proba_" in c]]
+
+    def evaluate(self, data: TableLike) -> dict[str, Any]:
+        art = self._check_fitted()
+        frame, base, src = _read(data, "evaluate")
+        ds = art.pipeline.dataset(frame, base, source=src)
+        weights = {o.name: o.weight for o in art.config.outputs}
+        return evaluate(art.model, ds, art.pipeline, loss_weights=weights)
+
+    # -- persistence ------------------------------------------------------------------------
+    def save(self, path: str | Path) -> Path:
+        return save_artifact(path, self._check_fitted())
+
+    @classmethod
+    def load(cls, path: str | Path) -> Predictor:
+        art = load_artifact(path)
+        pred = cls.__new__(cls)
+        pred.config = art.config
+        pred.artifact_ = art
+        return pred
+
+    @property
+    def metrics_(self) -> dict[str, Any]:
+        return self._check_fitted().metrics

@@ -1,0 +1,188 @@
+"""Command line: thin wrappers that parse arguments and call :mod:`polymodal.api`."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+import yaml
+
+from polymodal import registry
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help="polymodal: tables of mixed data -> multimodal models")
+
+
+def _setup_logging(verbose: bool) -> None:
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(message)s")
+
+
+def _apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """``--set trainer.epochs=3 --set fusion.type=gated``: values parsed as YAML scalars."""
+    for item in overrides:
+        key, sep, raw = item.partition("=")
+        if not sep:
+            raise typer.BadParameter(f"--set expects key=value, got {item!r}")
+        node = data
+        parts = key.split(".")
+        for p in parts[:-1]:
+            node = node.setdefault(p, {})
+        node[parts[-1]] = yaml.safe_load(raw)
+    return data
+
+
+def _fail(err: Exception) -> None:
+    typer.secho(f"error: {err}", fg=typer.colors.RED, err=True)
+    raise typer.Exit(2)
+
+
+@app.command()
+def init(
+    table: Path,
+    target: Annotated[list[str], typer.Option("--target", "-t", help="target column (repeatable)")],
+    output: Annotated[Path, typer.Option("--output", "-o")] = Path("config.yaml"),
+) -> None:
+    """Infer each column's modality and write a starter config."""
+    from polymodal.data.infer import starter_config
+    from polymodal.data.io import read_table
+
+    try:
+        frame = read_table(table)
+        cfg = starter_config(frame, target if len(target) > 1 else target[0], table.resolve().parent)
+    except (ValueError, FileNotFoundError) as err:
+        _fail(err)
+    cfg.setdefault("data", {})["train"] = str(table)
+    output.write_text(yaml.safe_dump(cfg, sort_keys=False), encoding="utf-8")
+    for inp in cfg["inputs"]:
+        typer.echo(f"{inp['type']:12s} {inp['name']}  <- {', '.join(inp.get('columns') or [inp['name']])}")
+    typer.echo(f"wrote {output}")
+
+
+@app.command()
+def config(
+    path: Path,
+    render: Annotated[bool, typer.Option("--render", help="fill in every default")] = True,
+) -> None:
+    """Validate a config and print it with every default filled."""
+    from polymodal.config import load_config, to_yaml
+    from polymodal.models import render_defaults
+
+    try:
+        cfg = load_config(path)
+        typer.echo(yaml.safe_dump(render_defaults(cfg), sort_keys=False) if render else to_yaml(cfg))
+    except ValueError as err:
+        _fail(err)
+
+
+@app.command(name="train")
+def train_cmd(
+    config_path: Annotated[Path, typer.Argument(metavar="CONFIG")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="model directory")] = Path("runs/model"),
+    train: Annotated[str | None, typer.Option(help="training table (overrides data.train)")] = None,
+    val: Annotated[str | None, typer.Option(help="validation table")] = None,
+    test: Annotated[str | None, typer.Option(help="test table")] = None,
+    resume: Annotated[bool, typer.Option("--resume", help="continue from the last checkpoint")] = False,
+    overrides: Annotated[list[str] | None, typer.Option("--set", help="key.path=value")] = None,
+    quiet: bool = False,
+) -> None:
+    """Train a model and save it (config, preprocessing, weights, metrics) to OUTPUT."""
+    from polymodal.api import Predictor
+    from polymodal.config import ConfigError
+
+    _setup_logging(not quiet)
+    try:
+        data = yaml.safe_load(config_path.read_text(encoding="utf-8"))
+        data = _apply_overrides(data, overrides or [])
+        if quiet:
+            data.setdefault("trainer", {})["progress"] = False
+        base = config_path.resolve().parent
+        for key in ("train", "val", "test"):  # table paths in a config are relative to it
+            value = data.get("data", {}).get(key)
+            if value and not Path(value).is_absolute():
+                data["data"][key] = str(base / value)
+        pred = Predictor(data).fit(train, val, test, output_dir=output, resume=resume)
+    except (ConfigError, ValueError, FileNotFoundError) as err:
+        _fail(err)
+    typer.echo(json.dumps(_summary(pred.metrics_), indent=2))
+    typer.echo(f"saved model to {output}")
+
+
+def _summary(metrics: dict[str, Any]) -> dict[str, Any]:
+    """Metrics without confusion matrices, for the terminal."""
+    if isinstance(metrics, dict):
+        return {k: _summary(v) for k, v in metrics.items() if k != "confusion_matrix"}
+    return metrics
+
+
+@app.command(name="evaluate")
+def evaluate_cmd(
+    model_dir: Path,
+    table: Path,
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="metrics JSON")] = None,
+) -> None:
+    """Score a saved model on a labelled table; writes metrics.json beside the model by default."""
+    from polymodal.api import Predictor
+    from polymodal.utils.io import write_json
+
+    try:
+        report = Predictor.load(model_dir).evaluate(table)
+    except (ValueError, FileNotFoundError) as err:
+        _fail(err)
+    write_json(output or model_dir / "eval_metrics.json", report)
+    typer.echo(json.dumps(_summary(report), indent=2))
+
+
+@app.command()
+def predict(
+    model_dir: Path,
+    table: Path,
+    output: Annotated[Path, typer.Option("--output", "-o", help="CSV/Parquet/JSONL of predictions")] = Path(
+        "predictions.csv"
+    ),
+) -> None:
+    """Table in, table out: predicted labels/values and probabilities per row."""
+    from polymodal.api import Predictor
+
+    try:
+        pred = Predictor.load(model_dir).predict(table)
+    except (ValueError, FileNotFoundError) as err:
+        _fail(err)
+    if output.suffix == ".parquet":
+        pred.to_parquet(output)
+    elif output.suffix in (".jsonl", ".json"):
+        pred.to_json(output, orient="records", lines=True)
+    else:
+        pred.to_csv(output)
+    typer.echo(f"wrote {len(pred)} predictions to {output}")
+
+
+@app.command()
+def info(model_dir: Annotated[Path | None, typer.Argument()] = None) -> None:
+    """List every registered component as ``kind name``; with MODEL_DIR, describe that model."""
+    import polymodal.models  # noqa: F401  (registers every component)
+
+    if model_dir is None:
+        for kind in ("encoder", "fusion", "head", "preprocessor"):
+            for name in registry.names(kind):
+                typer.echo(f"{kind} {name}")
+        return
+    from polymodal.api import Predictor
+
+    art = Predictor.load(model_dir).artifact_
+    n_params = sum(p.numel() for p in art.model.parameters())
+    typer.echo(f"inputs:  {', '.join(f'{i.name} ({i.type}, {i.encoder["type"]})' for i in art.config.inputs)}")
+    typer.echo(f"fusion:  {art.config.fusion['type']}")
+    typer.echo(f"outputs: {', '.join(f'{o.name} ({o.task})' for o in art.config.outputs)}")
+    typer.echo(f"params:  {n_params:,}")
+    if art.metrics:
+        typer.echo(json.dumps(_summary(art.metrics), indent=2))
+
+
+def main() -> None:  # pragma: no cover
+    app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    app()

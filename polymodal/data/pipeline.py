@@ -1,0 +1,111 @@
+"""All preprocessing of one experiment: a preprocessor per input and a target encoder per output,
+fitted on the training split, applied to any table, saved and restored as JSON.
+
+The same object serves training, evaluation and serving, so there is one code path from raw cells
+to tensors.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import torch
+
+from polymodal import registry
+from polymodal.config import InputConfig, OutputConfig
+from polymodal.data.base import DataError, Preprocessor, Transformed
+from polymodal.data.dataset import TableDataset
+from polymodal.data.targets import TargetEncoder
+
+
+class TablePipeline:
+    def __init__(
+        self,
+        inputs: list[InputConfig],
+        outputs: list[OutputConfig],
+        options: dict[str, dict[str, Any]],
+        bad_cells: str = "raise",
+    ) -> None:
+        self.inputs = inputs
+        self.outputs = outputs
+        self.bad_cells = bad_cells
+        self.preprocessors: dict[str, Preprocessor] = {
+            inp.name: registry.build("preprocessor", {"type": inp.type, **options.get(inp.name, {})})
+            for inp in inputs
+        }
+        self.targets: dict[str, TargetEncoder] = {
+            out.name: TargetEncoder(out.task, label_separator=out.label_separator) for out in outputs
+        }
+
+    # -- fitting -----------------------------------------------------------------------------
+    def fit(self, frame: pd.DataFrame, base_dir: Path, source: str = "<train>") -> TablePipeline:
+        check_columns(frame, [c for i in self.inputs for c in i.cols], source)
+        check_columns(frame, [o.name for o in self.outputs], source)
+        for inp in self.inputs:
+            self.preprocessors[inp.name].fit(frame, inp.cols, base_dir)
+        for out in self.outputs:
+            self.targets[out.name].fit(frame[out.name], source=source)
+        return self
+
+    # -- applying ----------------------------------------------------------------------------
+    def transform_inputs(
+        self, frame: pd.DataFrame, base_dir: Path, source: str = "<table>"
+    ) -> dict[str, Transformed]:
+        check_columns(frame, [c for i in self.inputs for c in i.cols], source)
+        return {
+            inp.name: self.preprocessors[inp.name].transform(
+                frame, inp.cols, base_dir, source=source, bad_cells=self.bad_cells
+            )
+            for inp in self.inputs
+        }
+
+    def transform_targets(self, frame: pd.DataFrame, source: str = "<table>") -> dict[str, torch.Tensor]:
+        check_columns(frame, [o.name for o in self.outputs], source)
+        return {o.name: self.targets[o.name].transform(frame[o.name], source=source) for o in self.outputs}
+
+    def dataset(
+        self, frame: pd.DataFrame, base_dir: Path, source: str = "<table>", with_targets: bool = True
+    ) -> TableDataset:
+        inputs = self.transform_inputs(frame, base_dir, source)
+        targets = self.transform_targets(frame, source) if with_targets else {}
+        return TableDataset(inputs, targets)
+
+    def augment(self, features: dict[str, torch.Tensor], generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
+        """Train-time augmentation of a batch, per modality."""
+        return {k: self.preprocessors[k].augment(v, generator) for k, v in features.items()}
+
+    # -- facts for the model -----------------------------------------------------------------
+    def specs(self) -> dict[str, dict[str, Any]]:
+        return {name: pre.spec() for name, pre in self.preprocessors.items()}
+
+    def num_outputs(self) -> dict[str, int]:
+        return {name: enc.num_outputs for name, enc in self.targets.items()}
+
+    # -- state -------------------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "bad_cells": self.bad_cells,
+            "inputs": {name: pre.state_dict() for name, pre in self.preprocessors.items()},
+            "targets": {name: enc.state_dict() for name, enc in self.targets.items()},
+        }
+
+    @classmethod
+    def from_state(
+        cls, state: dict[str, Any], inputs: list[InputConfig], outputs: list[OutputConfig]
+    ) -> TablePipeline:
+        pipe = cls.__new__(cls)
+        pipe.inputs, pipe.outputs = inputs, outputs
+        pipe.bad_cells = state.get("bad_cells", "raise")
+        pipe.preprocessors = {k: Preprocessor.from_state(v) for k, v in state["inputs"].items()}
+        pipe.targets = {k: TargetEncoder.from_state(v) for k, v in state["targets"].items()}
+        return pipe
+
+
+def check_columns(frame: pd.DataFrame, columns: list[str], source: str) -> None:
+    missing = [c for c in columns if c not in frame.columns]
+    if missing:
+        raise DataError(
+            f"{source}: missing column(s) {missing}; the table has {list(map(str, frame.columns))}"
+        )

@@ -1,0 +1,93 @@
+"""Run a model over a dataset and score every output: ``evaluate(model, dataset, pipeline)``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import DataLoader
+
+from polymodal.data.dataset import TableDataset, collate_batch
+from polymodal.data.pipeline import TablePipeline
+from polymodal.evaluation import metrics as M
+
+
+def move(batch: Any, device: torch.device | str) -> Any:
+    if isinstance(batch, torch.Tensor):
+        return batch.to(device)
+    if isinstance(batch, dict):
+        return {k: move(v, device) for k, v in batch.items()}
+    return batch
+
+
+@torch.no_grad()
+def predict_logits(
+    model: nn.Module, dataset: TableDataset, batch_size: int = 256, device: str | torch.device = "cpu"
+) -> dict[str, torch.Tensor]:
+    """Concatenated raw outputs of ``model`` over ``dataset`` in row order."""
+    was_training = model.training
+    model.eval()
+    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, collate_fn=collate_batch)
+    chunks: dict[str, list[torch.Tensor]] = {}
+    for batch in loader:
+        batch = move(batch, device)
+        out = model(batch["features"], batch["masks"])
+        for k, v in out.items():
+            chunks.setdefault(k, []).append(v.float().cpu())
+    model.train(was_training)
+    return {k: torch.cat(v) for k, v in chunks.items()}
+
+
+def score(
+    task: str, decoded: dict[str, torch.Tensor], target: torch.Tensor, pipeline: TablePipeline, name: str
+) -> dict[str, Any]:
+    """Metrics for one output from the head's decoded predictions and the encoded targets."""
+    y = target.cpu().numpy()
+    if task == "binary":
+        return M.binary_metrics(y, decoded["proba"][:, 1].numpy())
+    if task == "multiclass":
+        return M.multiclass_metrics(y, decoded["proba"].numpy())
+    if task == "multilabel":
+        return M.multilabel_metrics(y, decoded["proba"].numpy())
+    enc = pipeline.targets[name]
+    pred = enc.inverse(decoded["pred"]).numpy()
+    return M.regression_metrics(enc.inverse(target).numpy(), pred)
+
+
+def evaluate(
+    model: nn.Module,
+    dataset: TableDataset,
+    pipeline: TablePipeline,
+    batch_size: int = 256,
+    device: str | torch.device = "cpu",
+    loss_weights: dict[str, float] | None = None,
+) -> dict[str, Any]:
+    """``{"loss": float, <output>: {metric: value}}`` over the whole dataset."""
+    logits = predict_logits(model, dataset, batch_size, device)
+    report: dict[str, Any] = {}
+    masks = {k: t.present for k, t in dataset.inputs.items()}
+    total, _ = model.loss(logits, dataset.targets, masks, loss_weights or {})  # type: ignore[operator]
+    report["loss"] = float(total)
+    for name, head in model.heads.items():  # type: ignore[union-attr]
+        decoded = head.decode(logits[name])
+        report[name] = score(head.task, decoded, dataset.targets[name], pipeline, name)
+    report["n_rows"] = len(dataset)
+    return report
+
+
+def monitor_value(report: dict[str, Any], monitor: str | None) -> tuple[float, bool]:
+    """The early-stopping value and whether higher is better. ``monitor`` is ``"loss"`` or
+    ``"<output>.<metric>"``; default ``"loss"``."""
+    if not monitor or monitor == "loss":
+        return float(report["loss"]), False
+    output, _, metric = monitor.partition(".")
+    if output not in report or metric not in report[output]:
+        valid = [f"{o}.{m}" for o, ms in report.items() if isinstance(ms, dict) for m in ms]
+        raise ValueError(f"trainer.monitor {monitor!r} is not a metric; valid choices: loss, {', '.join(valid)}")
+    value = report[output][metric]
+    higher = M.HIGHER_IS_BETTER.get(metric, True)
+    if value is None:
+        return (-np.inf if higher else np.inf), higher
+    return float(value), higher

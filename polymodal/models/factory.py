@@ -1,0 +1,110 @@
+"""Build a :class:`MultimodalModel` from a config and the fitted data's specs.
+
+Every component block is ``{type, **kwargs}``; kwargs are checked against the registered class's
+``__init__`` (one description per component). Data-derived arguments (``vocab_size``,
+``in_dims``, ``num_outputs``...) are injected here, never written by users.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from torch import nn
+
+import polymodal.data  # noqa: F401  (registers preprocessors)
+import polymodal.encoders  # noqa: F401  (registers encoders)
+import polymodal.fusion  # noqa: F401  (registers fusion methods)
+import polymodal.heads  # noqa: F401  (registers heads)
+from polymodal import registry
+from polymodal.config import ExperimentConfig, InputConfig
+from polymodal.models.multimodal import MultimodalModel
+
+ENCODER_INJECTED = (
+    "modality", "vocab_size", "pad_id", "in_features", "cardinalities",
+    "in_channels", "image_size", "n_mels", "sample_rate",
+)  # fmt: skip
+FUSION_INJECTED = ("in_dims",)
+HEAD_INJECTED = ("in_dim", "num_outputs", "loss", "focal_gamma", "class_weights")
+
+
+def _encoder_class(inp: InputConfig) -> type:
+    kwargs = {k: v for k, v in inp.encoder.items() if k != "type"}
+    cls = registry.check_kwargs(
+        "encoder", inp.encoder["type"], kwargs, ENCODER_INJECTED, where=f"inputs.{inp.name}.encoder"
+    )
+    accepted = getattr(cls, "modalities", ())
+    if inp.type not in accepted:
+        ok = [n for n in registry.names("encoder") if inp.type in getattr(registry.get("encoder", n), "modalities", ())]
+        raise registry.RegistryError(
+            f"inputs.{inp.name}.encoder: {inp.encoder['type']!r} does not encode {inp.type} inputs; "
+            f"valid choices: {', '.join(ok)}"
+        )
+    return cls
+
+
+def preprocessing_options(inp: InputConfig) -> dict[str, Any]:
+    """Preprocessor kwargs for one input: what its encoder requires, overridden by the user's."""
+    cls = _encoder_class(inp)
+    kwargs = {k: v for k, v in inp.encoder.items() if k != "type"}
+    opts = {**cls.input_spec(kwargs), **inp.preprocessing}  # type: ignore[attr-defined]
+    registry.check_kwargs("preprocessor", inp.type, opts, where=f"inputs.{inp.name}.preprocessing")
+    return opts
+
+
+def validate(config: ExperimentConfig) -> None:
+    """Check every component name and option before any data is read."""
+    for inp in config.inputs:
+        preprocessing_options(inp)
+    fusion = {k: v for k, v in config.fusion.items() if k != "type"}
+    registry.check_kwargs("fusion", config.fusion["type"], fusion, FUSION_INJECTED, where="fusion")
+    for out in config.outputs:
+        registry.check_kwargs("head", out.task, out.head, HEAD_INJECTED, where=f"outputs.{out.name}.head")
+
+
+def build_model(
+    config: ExperimentConfig,
+    specs: dict[str, dict[str, Any]],
+    num_outputs: dict[str, int],
+    class_weights: dict[str, list[float] | None] | None = None,
+) -> MultimodalModel:
+    """``specs[input]`` comes from the fitted preprocessor's ``spec()``; ``num_outputs[output]``
+    from the fitted target encoder."""
+    validate(config)
+    encoders: dict[str, nn.Module] = {}
+    for inp in config.inputs:
+        where = f"inputs.{inp.name}.encoder"
+        encoders[inp.name] = registry.build(
+            "encoder", inp.encoder, where=where, modality=inp.type, **specs[inp.name]
+        )
+    in_dims = {name: int(enc.out_dim) for name, enc in sorted(encoders.items())}  # type: ignore[arg-type]
+    fusion = registry.build("fusion", config.fusion, where="fusion", in_dims=in_dims)
+    heads: dict[str, nn.Module] = {}
+    weights = class_weights or {}
+    for out in config.outputs:
+        heads[out.name] = registry.build(
+            "head",
+            {"type": out.task, **out.head},
+            where=f"outputs.{out.name}.head",
+            in_dim=int(fusion.out_dim),
+            num_outputs=num_outputs[out.name],
+            loss=out.loss,
+            focal_gamma=out.focal_gamma,
+            class_weights=weights.get(out.name),
+        )
+    return MultimodalModel(encoders, fusion, heads)
+
+
+def render_defaults(config: ExperimentConfig) -> dict[str, Any]:
+    """The config as a dict with every component option filled with its default."""
+    data = config.model_dump(mode="json")
+    for raw, inp in zip(data["inputs"], config.inputs, strict=True):
+        enc = _encoder_class(inp)
+        raw["encoder"] = {"type": inp.encoder["type"], **registry.defaults(enc, ENCODER_INJECTED), **raw["encoder"]}
+        pre = registry.get("preprocessor", inp.type)
+        raw["preprocessing"] = {**registry.defaults(pre), **preprocessing_options(inp)}
+    fusion_cls = registry.get("fusion", config.fusion["type"])
+    data["fusion"] = {"type": config.fusion["type"], **registry.defaults(fusion_cls, FUSION_INJECTED), **data["fusion"]}
+    for raw, out in zip(data["outputs"], config.outputs, strict=True):
+        head_cls = registry.get("head", out.task)
+        raw["head"] = {**registry.defaults(head_cls, HEAD_INJECTED), **raw["head"]}
+    return data

@@ -1,0 +1,221 @@
+"""The training loop: short and explicit. accelerate only takes over device, precision and
+distribution; everything else (schedule, clipping, early stopping, checkpoints) is visible here."""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from accelerate import Accelerator
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from torch import nn
+from torch.utils.data import DataLoader
+
+from polymodal.config import TrainerConfig
+from polymodal.data.dataset import TableDataset, collate_batch
+from polymodal.data.pipeline import TablePipeline
+from polymodal.evaluation.evaluate import evaluate, monitor_value
+from polymodal.train.checkpoint import load_checkpoint, save_checkpoint
+from polymodal.train.optim import make_optimizer, modality_dropout
+from polymodal.train.schedule import lr_at
+
+log = logging.getLogger("polymodal.train")
+
+
+@dataclass
+class TrainState:
+    epoch: int = 0  # epochs completed
+    step: int = 0  # optimizer steps taken
+    best: float | None = None
+    best_epoch: int = -1
+    bad_epochs: int = 0
+    history: list[dict[str, Any]] = field(default_factory=list)
+
+
+def make_accelerator(cfg: TrainerConfig) -> Accelerator:
+    cpu = cfg.device == "cpu" or (cfg.device == "auto" and not torch.cuda.is_available())
+    return Accelerator(
+        cpu=cpu,
+        mixed_precision=cfg.mixed_precision,
+        gradient_accumulation_steps=cfg.grad_accumulation,
+    )
+
+
+def train(
+    model: nn.Module,
+    pipeline: TablePipeline,
+    train_ds: TableDataset,
+    val_ds: TableDataset | None,
+    cfg: TrainerConfig,
+    run_dir: Path,
+    loss_weights: dict[str, float],
+    resume: bool = False,
+) -> TrainState:
+    """Train ``model`` in place; on return it holds the best weights (by ``cfg.monitor``)."""
+    acc = make_accelerator(cfg)
+    torch.manual_seed(cfg.seed)
+    loader = DataLoader(
+        train_ds, batch_size=cfg.batch_size, shuffle=True, collate_fn=collate_batch,
+        num_workers=cfg.num_workers, generator=torch.Generator().manual_seed(cfg.seed),
+    )  # fmt: skip
+    optimizer = make_optimizer(model, cfg)
+    model, optimizer, loader = acc.prepare(model, optimizer, loader)
+    raw: nn.Module = acc.unwrap_model(model)
+    steps_per_epoch = math.ceil(len(loader) / cfg.grad_accumulation)
+    total_steps = cfg.epochs * steps_per_epoch
+    warmup = int(cfg.warmup_ratio * total_steps)
+    state, best_weights = TrainState(), None
+    ckpt_dir = run_dir / "checkpoints"
+    if resume and (ckpt_dir / "last" / "state.json").exists():
+        state, best_weights = _restore(ckpt_dir / "last", raw, optimizer)
+        log.info("resumed from %s after epoch %d", ckpt_dir / "last", state.epoch)
+    aug_gen = torch.Generator()
+    for epoch in range(state.epoch, cfg.epochs):
+        if _stop_early(state, cfg):
+            break
+        if hasattr(loader, "set_epoch"):
+            loader.set_epoch(epoch)
+        _reseed(loader, cfg.seed + epoch)
+        aug_gen.manual_seed(cfg.seed * 1000 + epoch)
+        t0 = time.perf_counter()
+        train_loss = _run_epoch(acc, model, raw, optimizer, loader, pipeline, cfg, state, loss_weights,
+                                aug_gen, total_steps, warmup, epoch)  # fmt: skip
+        row: dict[str, Any] = {"epoch": epoch + 1, "train_loss": train_loss,
+                               "lr": optimizer.param_groups[0]["lr"], "seconds": time.perf_counter() - t0}  # fmt: skip
+        value, higher = float(-train_loss), True
+        if val_ds is not None:
+            report = evaluate(raw, val_ds, pipeline, device=acc.device, loss_weights=loss_weights)
+            row["val"] = report
+            value, higher = monitor_value(report, cfg.monitor)
+        improved = state.best is None or (value > state.best if higher else value < state.best)
+        if improved:
+            state.best, state.best_epoch, state.bad_epochs = value, epoch + 1, 0
+            best_weights = {k: v.detach().clone() for k, v in raw.state_dict().items()}
+        else:
+            state.bad_epochs += 1
+        state.epoch = epoch + 1
+        state.history.append(row)
+        _log_epoch(row, cfg)
+        if acc.is_main_process:
+            _save(ckpt_dir / "last", raw, optimizer, state, best_weights)
+    if best_weights is not None:
+        raw.load_state_dict(best_weights)
+    return state
+
+
+def _stop_early(state: TrainState, cfg: TrainerConfig) -> bool:
+    patience = cfg.early_stopping_patience
+    if patience is not None and state.bad_epochs >= patience:
+        log.info("early stopping: no improvement for %d epochs (best epoch %d)", patience, state.best_epoch)
+        return True
+    return False
+
+
+def _reseed(loader: Any, seed: int) -> None:
+    """Shuffle order depends only on (seed, epoch), so a resumed run sees the same batches."""
+    sampler = getattr(loader, "sampler", None)
+    gen = getattr(sampler, "generator", None) or getattr(getattr(loader, "batch_sampler", None), "generator", None)
+    for obj in (gen, getattr(getattr(getattr(loader, "batch_sampler", None), "sampler", None), "generator", None)):
+        if isinstance(obj, torch.Generator):
+            obj.manual_seed(seed)
+
+
+def _run_epoch(
+    acc: Accelerator, model: nn.Module, raw: nn.Module, optimizer: torch.optim.Optimizer,
+    loader: Any, pipeline: TablePipeline, cfg: TrainerConfig, state: TrainState,
+    loss_weights: dict[str, float], aug_gen: torch.Generator, total_steps: int, warmup: int, epoch: int,
+) -> float:  # fmt: skip
+    model.train()
+    total, count = 0.0, 0
+    with _progress(cfg, acc, len(loader), epoch) as bar:
+        for batch in loader:
+            features = pipeline.augment(batch["features"], aug_gen)
+            masks = modality_dropout(batch["masks"], cfg.modality_dropout, aug_gen)
+            with acc.accumulate(model):
+                out = model(features, masks)
+                loss, _ = raw.loss(out, batch["targets"], masks, loss_weights)  # type: ignore[operator]
+                acc.backward(loss)
+                if acc.sync_gradients:
+                    if cfg.grad_clip:
+                        acc.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+                    for group in optimizer.param_groups:
+                        group["lr"] = lr_at(state.step, total_steps, cfg.lr, warmup, cfg.schedule)
+                    state.step += 1
+                optimizer.step()
+                optimizer.zero_grad(set_to_none=True)
+            total += float(loss.detach())
+            count += 1
+            if bar is not None:
+                bar[0].update(bar[1], advance=1, loss=total / count)
+    return total / max(count, 1)
+
+
+class _NoBar:
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+
+class _Bar:
+    def __init__(self, total: int, epoch: int, epochs: int) -> None:
+        self.progress = Progress(
+            TextColumn(f"epoch {epoch + 1}/{epochs}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
+            TextColumn("loss {task.fields[loss]:.4f}"), TimeElapsedColumn(), TimeRemainingColumn(),
+            transient=True,
+        )  # fmt: skip
+        self.task = self.progress.add_task("train", total=total, loss=float("nan"))
+
+    def __enter__(self) -> tuple[Progress, Any]:
+        self.progress.start()
+        return self.progress, self.task
+
+    def __exit__(self, *exc: object) -> None:
+        self.progress.stop()
+
+
+def _progress(cfg: TrainerConfig, acc: Accelerator, total: int, epoch: int) -> Any:
+    if cfg.progress and acc.is_main_process:
+        return _Bar(total, epoch, cfg.epochs)
+    return _NoBar()
+
+
+def _log_epoch(row: dict[str, Any], cfg: TrainerConfig) -> None:
+    msg = f"epoch {row['epoch']}/{cfg.epochs} train_loss {row['train_loss']:.4f}"
+    val = row.get("val")
+    if val:
+        msg += f" val_loss {val['loss']:.4f}"
+        for name, metrics in val.items():
+            if isinstance(metrics, dict):
+                shown = {k: v for k, v in metrics.items() if isinstance(v, float)}
+                msg += " " + " ".join(f"{name}.{k} {v:.4f}" for k, v in list(shown.items())[:3])
+    msg += f" ({row['seconds']:.1f}s)"
+    log.info(msg)
+
+
+def _save(path: Path, raw: nn.Module, optimizer: torch.optim.Optimizer, state: TrainState,
+          best: dict[str, torch.Tensor] | None) -> None:  # fmt: skip
+    parts: dict[str, Any] = {
+        "model": raw.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "trainer": asdict(state),
+        "rng": {"torch": torch.get_rng_state()},
+    }
+    if best is not None:
+        parts["best"] = best
+    save_checkpoint(path, parts)
+
+
+def _restore(path: Path, raw: nn.Module, optimizer: torch.optim.Optimizer
+             ) -> tuple[TrainState, dict[str, torch.Tensor] | None]:  # fmt: skip
+    ck = load_checkpoint(path)
+    raw.load_state_dict(ck["model"])
+    optimizer.load_state_dict(ck["optimizer"])
+    torch.set_rng_state(ck["rng"]["torch"])
+    return TrainState(**ck["trainer"]), ck.get("best")
