@@ -140,7 +140,8 @@ def load_config(source: str | Path | dict[str, Any] | ExperimentConfig) -> Exper
     where = "config"
     if isinstance(source, (str, Path)):
         path = Path(source)
-        if path.suffix in (".yaml", ".yml", ".json") or path.exists():
+        looks_like_path = "\n" not in str(source) and len(str(source)) < 1024
+        if looks_like_path and (path.suffix in (".yaml", ".yml", ".json") or path.exists()):
             if not path.exists():
                 raise ConfigError(f"config file {path} does not exist")
             where = str(path)
