@@ -89,7 +89,7 @@ def train_cmd(
 ) -> None:
     """Train a model and save it (config, preprocessing, weights, metrics) to OUTPUT."""
     from polymodal.api import Predictor
-    from polymodal.config import ConfigError
+    from polymodal.config import ConfigError, resolve_table_paths
 
     _setup_logging(not quiet)
     try:
@@ -97,11 +97,7 @@ def train_cmd(
         data = _apply_overrides(data, overrides or [])
         if quiet:
             data.setdefault("trainer", {})["progress"] = False
-        base = config_path.resolve().parent
-        for key in ("train", "val", "test"):  # table paths in a config are relative to it
-            value = data.get("data", {}).get(key)
-            if value and not Path(value).is_absolute():
-                data["data"][key] = str(base / value)
+        data = resolve_table_paths(data, config_path.resolve().parent)
         pred = Predictor(data).fit(train, val, test, output_dir=output, resume=resume)
     except (ConfigError, ValueError, FileNotFoundError) as err:
         _fail(err)

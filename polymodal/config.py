@@ -146,6 +146,8 @@ def load_config(source: str | Path | dict[str, Any] | ExperimentConfig) -> Exper
                 raise ConfigError(f"config file {path} does not exist")
             where = str(path)
             source = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+            if isinstance(source, dict):
+                source = resolve_table_paths(source, path.resolve().parent)
         else:
             source = yaml.safe_load(str(source)) or {}
     if not isinstance(source, dict):
@@ -158,6 +160,19 @@ def load_config(source: str | Path | dict[str, Any] | ExperimentConfig) -> Exper
             loc = ".".join(str(p) for p in e["loc"])
             lines.append(f"  {loc or '(top)'}: {e['msg']}")
         raise ConfigError(f"{where} is not a valid polymodal config:\n" + "\n".join(lines)) from None
+
+
+def resolve_table_paths(data: dict[str, Any], base: Path) -> dict[str, Any]:
+    """Table paths in a config file are relative to the file, not to the working directory."""
+    tables = data.get("data")
+    if not isinstance(tables, dict):
+        return data
+    tables = dict(tables)
+    for key in ("train", "val", "test"):
+        value = tables.get(key)
+        if isinstance(value, str) and value and not Path(value).is_absolute():
+            tables[key] = str(base / value)
+    return {**data, "data": tables}
 
 
 def to_dict(config: ExperimentConfig) -> dict[str, Any]:
