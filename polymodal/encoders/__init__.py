@@ -1,0 +1,26 @@
+"""Encoders: one input's batch tensor -> (B, out_dim). Importing this package registers them all
+as ``("encoder", name)``: bow, fasttext, text_cnn, bigru, transformer (text); image_cnn, resnet
+(image); audio_cnn (audio); mlp (numeric); embedding (categorical); hf, minilm (pretrained)."""
+
+from polymodal.encoders.audio import AudioCNN
+from polymodal.encoders.base import Encoder
+from polymodal.encoders.hf import HFEncoder, MiniLM
+from polymodal.encoders.image import ImageCNN, ResNet
+from polymodal.encoders.tabular import CategoricalEmbedding, NumericMLP
+from polymodal.encoders.text import BagOfEmbeddings, BiGRU, FastText, TextCNN, TextTransformer
+
+__all__ = [
+    "AudioCNN",
+    "BagOfEmbeddings",
+    "BiGRU",
+    "CategoricalEmbedding",
+    "Encoder",
+    "FastText",
+    "HFEncoder",
+    "ImageCNN",
+    "MiniLM",
+    "NumericMLP",
+    "ResNet",
+    "TextCNN",
+    "TextTransformer",
+]

@@ -46,7 +46,8 @@ def preprocessing_options(inp: InputConfig) -> dict[str, Any]:
     """Preprocessor kwargs for one input: what its encoder requires, overridden by the user's."""
     cls = _encoder_class(inp)
     kwargs = {k: v for k, v in inp.encoder.items() if k != "type"}
-    opts = {**cls.input_spec(kwargs), **inp.preprocessing}  # type: ignore[attr-defined]
+    spec = cls.input_spec({**kwargs, "modality": inp.type})  # type: ignore[attr-defined]
+    opts = {**spec, **inp.preprocessing}
     registry.check_kwargs("preprocessor", inp.type, opts, where=f"inputs.{inp.name}.preprocessing")
     return opts
 

@@ -1,0 +1,91 @@
+"""2D convolution blocks shared by the image and audio (log-mel as a 1-channel image) encoders."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Sequence
+
+from torch import Tensor, nn
+
+NORMS = ("batch", "group", "none")
+
+
+def norm2d(kind: str, channels: int) -> nn.Module:
+    """BatchNorm by default; GroupNorm when batches mix many missing (all-zero) rows whose
+    statistics would skew BatchNorm's; none for the smallest models."""
+    if kind == "batch":
+        return nn.BatchNorm2d(channels)
+    if kind == "group":
+        return nn.GroupNorm(min(8, channels), channels)
+    if kind == "none":
+        return nn.Identity()
+    raise ValueError(f"unknown norm {kind!r}; valid choices: {', '.join(NORMS)}")
+
+
+class ConvBlock(nn.Module):
+    """``Conv3x3 -> norm -> ReLU -> (MaxPool2)``: one stage of a LeNet/VGG-style stack.
+
+    Pooling uses ``ceil_mode`` so tiny inputs (down to 1x1) never shrink to an empty map.
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int = 3,
+        pool: bool = True,
+        norm: str = "batch",
+    ) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(
+            in_channels, out_channels, kernel_size, padding=kernel_size // 2, bias=norm == "none"
+        )
+        self.norm = norm2d(norm, out_channels)
+        self.act = nn.ReLU(inplace=True)
+        self.pool: nn.Module = nn.MaxPool2d(2, ceil_mode=True) if pool else nn.Identity()
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.pool(self.act(self.norm(self.conv(x))))  # (B, C_in, H, W) -> (B, C_out, H', W')
+
+
+class ResidualBlock(nn.Module):
+    """The ResNet basic block: two 3x3 convs plus a shortcut (1x1 conv when shape changes)."""
+
+    def __init__(
+        self, in_channels: int, out_channels: int, stride: int = 1, norm: str = "batch"
+    ) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(in_channels, out_channels, 3, stride, padding=1, bias=False)
+        self.norm1 = norm2d(norm, out_channels)
+        self.conv2 = nn.Conv2d(out_channels, out_channels, 3, 1, padding=1, bias=False)
+        self.norm2 = norm2d(norm, out_channels)
+        self.act = nn.ReLU(inplace=True)
+        self.shortcut: nn.Module = nn.Identity()
+        if stride != 1 or in_channels != out_channels:
+            self.shortcut = nn.Sequential(
+                nn.Conv2d(in_channels, out_channels, 1, stride, bias=False),
+                norm2d(norm, out_channels),
+            )
+
+    def forward(self, x: Tensor) -> Tensor:
+        out = self.act(self.norm1(self.conv1(x)))  # (B, C_out, H/s, W/s)
+        out = self.norm2(self.conv2(out))
+        return self.act(out + self.shortcut(x))
+
+
+class ConvStack(nn.Module):
+    """``ConvBlock`` per width, then global average pooling: (B, C, H, W) -> (B, channels[-1]).
+
+    Global pooling makes the output size independent of the input's height and width.
+    """
+
+    def __init__(self, in_channels: int, channels: Sequence[int], norm: str = "batch") -> None:
+        super().__init__()
+        widths = [in_channels, *channels]
+        self.blocks = nn.Sequential(
+            *(ConvBlock(a, b, norm=norm) for a, b in itertools.pairwise(widths))
+        )
+        self.out_dim = widths[-1]
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.blocks(x).mean(dim=(2, 3))  # (B, C, H, W) -> (B, C_last)
