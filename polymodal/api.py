@@ -21,9 +21,11 @@ from polymodal.data.pipeline import TablePipeline
 from polymodal.data.split import split_frame
 from polymodal.data.targets import class_weights_balanced
 from polymodal.evaluation.evaluate import evaluate, predict_logits
+from polymodal.evaluation.robustness import NOISE_LEVELS, robustness, robustness_plot, robustness_table
 from polymodal.export.artifact import Artifact, load_artifact, save_artifact
 from polymodal.models import build_model, preprocessing_options, validate
 from polymodal.train.loop import train
+from polymodal.utils.io import atomic_write_text, write_json
 from polymodal.utils.seed import seed_everything
 
 log = logging.getLogger("polymodal")
@@ -170,6 +172,23 @@ class Predictor:
         ds = art.pipeline.dataset(frame, base, source=src)
         weights = {o.name: o.weight for o in art.config.outputs}
         return evaluate(art.model, ds, art.pipeline, loss_weights=weights)
+
+    def robustness(
+        self, data: TableLike, output_dir: str | Path | None = None, noise_levels: tuple[float, ...] = NOISE_LEVELS
+    ) -> dict[str, Any]:
+        """Metric with each modality masked and under increasing noise; with ``output_dir``,
+        also writes ``robustness.json``, ``robustness.md`` and ``robustness.png`` there."""
+        art = self._check_fitted()
+        frame, base, src = _read(data, "evaluate")
+        ds = art.pipeline.dataset(frame, base, source=src)
+        result = robustness(art.model, ds, art.pipeline, noise_levels)
+        if output_dir is not None:
+            out = Path(output_dir)
+            out.mkdir(parents=True, exist_ok=True)
+            write_json(out / "robustness.json", result)
+            atomic_write_text(out / "robustness.md", robustness_table(result) + "\n")
+            robustness_plot(result, out / "robustness.png")
+        return result
 
     # -- persistence ------------------------------------------------------------------------
     def save(self, path: str | Path) -> Path:

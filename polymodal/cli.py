@@ -117,17 +117,28 @@ def evaluate_cmd(
     model_dir: Path,
     table: Path,
     output: Annotated[Path | None, typer.Option("--output", "-o", help="metrics JSON")] = None,
+    robustness: Annotated[
+        bool, typer.Option("--robustness", help="also mask / add noise to each modality")
+    ] = False,
 ) -> None:
-    """Score a saved model on a labelled table; writes metrics.json beside the model by default."""
+    """Score a saved model on a labelled table; writes eval_metrics.json beside the model by
+    default, and with --robustness robustness.{json,md,png} beside it."""
     from polymodal.api import Predictor
+    from polymodal.evaluation.robustness import robustness_table
     from polymodal.utils.io import write_json
 
+    output = output or model_dir / "eval_metrics.json"
     try:
-        report = Predictor.load(model_dir).evaluate(table)
+        pred = Predictor.load(model_dir)
+        report = pred.evaluate(table)
+        result = pred.robustness(table, output.parent) if robustness else None
     except (ValueError, FileNotFoundError) as err:
         _fail(err)
-    write_json(output or model_dir / "eval_metrics.json", report)
+    write_json(output, report)
     typer.echo(json.dumps(_summary(report), indent=2))
+    if result is not None:
+        typer.echo(robustness_table(result))
+        typer.echo(f"wrote {output.parent / 'robustness.png'}")
 
 
 @app.command()
