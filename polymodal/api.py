@@ -33,10 +33,11 @@ log = logging.getLogger("polymodal")
 TableLike = pd.DataFrame | str | Path
 
 
-def _read(data: TableLike, name: str) -> tuple[pd.DataFrame, Path, str]:
-    """A table, the folder its relative file paths are resolved against, and its name for errors."""
+def _read(data: TableLike, name: str, base_dir: str | Path | None = None) -> tuple[pd.DataFrame, Path, str]:
+    """A table, the folder its relative file paths are resolved against (the table's own folder,
+    or ``base_dir`` / the working directory for DataFrames), and its name for errors."""
     if isinstance(data, pd.DataFrame):
-        return data, Path.cwd(), f"<{name} DataFrame>"
+        return data, Path(base_dir or Path.cwd()).resolve(), f"<{name} DataFrame>"
     path = Path(data)
     return read_table(path), path.resolve().parent, str(path)
 
@@ -56,10 +57,13 @@ class Predictor:
         test: TableLike | None = None,
         output_dir: str | Path | None = None,
         resume: bool = False,
+        base_dir: str | Path | None = None,
     ) -> Predictor:
+        """Fit preprocessing on ``train_data`` and train; ``base_dir`` resolves relative file paths
+        in DataFrames (tables read from files use their own folder)."""
         cfg = self.config
         seed_everything(cfg.trainer.seed)
-        frames = self._frames(train_data, val, test)
+        frames = self._frames(train_data, val, test, base_dir)
         (train_df, base, src), val_part, test_part = frames
         options = {inp.name: preprocessing_options(inp) for inp in cfg.inputs}
         pipeline = TablePipeline(cfg.inputs, cfg.outputs, options, cfg.data.bad_cells)
@@ -89,7 +93,7 @@ class Predictor:
         return self
 
     def _frames(
-        self, train_data: TableLike | None, val: TableLike | None, test: TableLike | None
+        self, train_data: TableLike | None, val: TableLike | None, test: TableLike | None, base_dir: str | Path | None
     ) -> tuple[tuple[pd.DataFrame, Path, str], tuple[Any, ...] | None, tuple[Any, ...] | None]:
         d = self.config.data
         train_data = train_data if train_data is not None else d.train
@@ -97,14 +101,14 @@ class Predictor:
         test = test if test is not None else d.test
         if train_data is None:
             raise ValueError("no training table: pass one to fit() or set data.train in the config")
-        frame, base, src = _read(train_data, "train")
+        frame, base, src = _read(train_data, "train", base_dir)
         if val is not None:
-            test_part = _read(test, "test") if test is not None else None
-            return (frame, base, src), _read(val, "val"), test_part
+            test_part = _read(test, "test", base_dir) if test is not None else None
+            return (frame, base, src), _read(val, "val", base_dir), test_part
         first = self.config.outputs[0]
         strat = first.name if first.task in ("binary", "multiclass") else None
         tr, va, te = split_frame(frame, d, strat, src)
-        test_part = _read(test, "test") if test is not None else ((te, base, f"{src} (test split)") if len(te) else None)
+        test_part = _read(test, "test", base_dir) if test is not None else ((te, base, f"{src} (test split)") if len(te) else None)
         return (tr, base, src), (va, base, f"{src} (val split)"), test_part
 
     @staticmethod
@@ -130,9 +134,11 @@ class Predictor:
             raise RuntimeError("this Predictor is not fitted: call fit() or Predictor.load(path)")
         return self.artifact_
 
-    def _decoded(self, data: TableLike) -> tuple[pd.DataFrame, dict[str, dict[str, torch.Tensor]], dict[str, torch.Tensor]]:
+    def _decoded(
+        self, data: TableLike, base_dir: str | Path | None
+    ) -> tuple[pd.DataFrame, dict[str, dict[str, torch.Tensor]], dict[str, torch.Tensor]]:
         art = self._check_fitted()
-        frame, base, src = _read(data, "predict")
+        frame, base, src = _read(data, "predict", base_dir)
         inputs = art.pipeline.transform_inputs(frame, base, src)
         from polymodal.data.dataset import TableDataset
 
@@ -143,10 +149,10 @@ class Predictor:
         present = {k: t.present for k, t in inputs.items()}
         return frame, decoded, present
 
-    def predict(self, data: TableLike) -> pd.DataFrame:
+    def predict(self, data: TableLike, base_dir: str | Path | None = None) -> pd.DataFrame:
         """One column per output with predicted labels/values, plus probabilities for classifiers
         (``<output>_proba_<label>``) and ``missing_modalities``, indexed like the input table."""
-        frame, decoded, present = self._decoded(data)
+        frame, decoded, present = self._decoded(data, base_dir)
         art = self.artifact_
         out = pd.DataFrame(index=frame.index)
         for name, dec in decoded.items():
@@ -161,25 +167,29 @@ class Predictor:
         ]
         return out
 
-    def predict_proba(self, data: TableLike) -> pd.DataFrame:
+    def predict_proba(self, data: TableLike, base_dir: str | Path | None = None) -> pd.DataFrame:
         """Probability columns only (classification outputs)."""
-        pred = self.predict(data)
+        pred = self.predict(data, base_dir)
         return pred[[c for c in pred.columns if "_proba_" in c]]
 
-    def evaluate(self, data: TableLike) -> dict[str, Any]:
+    def evaluate(self, data: TableLike, base_dir: str | Path | None = None) -> dict[str, Any]:
         art = self._check_fitted()
-        frame, base, src = _read(data, "evaluate")
+        frame, base, src = _read(data, "evaluate", base_dir)
         ds = art.pipeline.dataset(frame, base, source=src)
         weights = {o.name: o.weight for o in art.config.outputs}
         return evaluate(art.model, ds, art.pipeline, loss_weights=weights)
 
     def robustness(
-        self, data: TableLike, output_dir: str | Path | None = None, noise_levels: tuple[float, ...] = NOISE_LEVELS
+        self,
+        data: TableLike,
+        output_dir: str | Path | None = None,
+        noise_levels: tuple[float, ...] = NOISE_LEVELS,
+        base_dir: str | Path | None = None,
     ) -> dict[str, Any]:
         """Metric with each modality masked and under increasing noise; with ``output_dir``,
         also writes ``robustness.json``, ``robustness.md`` and ``robustness.png`` there."""
         art = self._check_fitted()
-        frame, base, src = _read(data, "evaluate")
+        frame, base, src = _read(data, "evaluate", base_dir)
         ds = art.pipeline.dataset(frame, base, source=src)
         result = robustness(art.model, ds, art.pipeline, noise_levels)
         if output_dir is not None:

@@ -179,7 +179,8 @@ def info(model_dir: Annotated[Path | None, typer.Argument()] = None) -> None:
 
     art = Predictor.load(model_dir).artifact_
     n_params = sum(p.numel() for p in art.model.parameters())
-    typer.echo(f"inputs:  {', '.join(f'{i.name} ({i.type}, {i.encoder["type"]})' for i in art.config.inputs)}")
+    described = [f"{i.name} ({i.type}, {i.encoder['type']})" for i in art.config.inputs]
+    typer.echo(f"inputs:  {', '.join(described)}")
     typer.echo(f"fusion:  {art.config.fusion['type']}")
     typer.echo(f"outputs: {', '.join(f'{o.name} ({o.task})' for o in art.config.outputs)}")
     typer.echo(f"params:  {n_params:,}")

@@ -73,7 +73,7 @@ def test_bad_file_cells(table, column, cell, expect):
     cfg = config_for(epochs=1)
     cfg["data"]["bad_cells"] = "mask"
     pred = _fit(frame, folder, cfg)
-    assert column in pred.predict(frame).loc[3, "missing_modalities"]
+    assert column in pred.predict(frame, base_dir=folder).loc[3, "missing_modalities"]
 
 
 def test_nan_label_and_one_class(table):
@@ -94,7 +94,7 @@ def test_unseen_label_at_evaluation(table):
     new = frame.copy()
     new.loc[2, "label"] = "yak"
     with pytest.raises(DataError, match=r"row 2.*'label'.*yak"):
-        pred.evaluate(new)
+        pred.evaluate(new, base_dir=folder)
 
 
 def test_all_empty_text_column(table):

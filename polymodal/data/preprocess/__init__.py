@@ -1,0 +1,15 @@
+"""Per-modality preprocessors, registered as ``("preprocessor", modality)``."""
+
+from polymodal.data.preprocess.audio import AudioPreprocessor
+from polymodal.data.preprocess.categorical import CategoricalPreprocessor
+from polymodal.data.preprocess.image import ImagePreprocessor
+from polymodal.data.preprocess.numeric import NumericPreprocessor
+from polymodal.data.preprocess.text import TextPreprocessor
+
+__all__ = [
+    "AudioPreprocessor",
+    "CategoricalPreprocessor",
+    "ImagePreprocessor",
+    "NumericPreprocessor",
+    "TextPreprocessor",
+]

@@ -1,0 +1,63 @@
+"""Numeric columns -> standardised float features; missing values -> 0 with a presence mask."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from polymodal.data.base import DataError, Preprocessor, Transformed, where
+from polymodal.registry import register
+
+
+@register("preprocessor", "numeric")
+class NumericPreprocessor(Preprocessor):
+    modality = "numeric"
+
+    def __init__(self, clip: float | None = 5.0, log_transform: bool = False) -> None:
+        self.clip = clip  # clip z-scores to +-clip (outliers); None disables
+        self.log_transform = log_transform  # sign(x) * log1p(|x|) before standardising
+        self.mean: list[float] = []
+        self.std: list[float] = []
+
+    def _values(self, frame: pd.DataFrame, columns: list[str], source: str) -> np.ndarray:
+        out = np.empty((len(frame), len(columns)), dtype=np.float64)
+        for j, col in enumerate(columns):
+            values = pd.to_numeric(frame[col], errors="coerce")
+            bad = values.isna() & frame[col].notna() & (frame[col].astype(str).str.strip() != "")
+            if bad.any():
+                row = bad.idxmax()
+                raise DataError(f"{where(source, row, col)}: expected a number, got {frame[col][row]!r}")
+            out[:, j] = values.to_numpy(dtype=np.float64)
+        if self.log_transform:
+            out = np.sign(out) * np.log1p(np.abs(out))
+        return out
+
+    def fit(self, frame: pd.DataFrame, columns: list[str], base_dir: Path) -> NumericPreprocessor:
+        x = self._values(frame, columns, "<train>")
+        self.mean = np.nan_to_num(np.nanmean(x, 0) if len(x) else np.zeros(len(columns))).tolist()
+        std = np.nan_to_num(np.nanstd(x, 0) if len(x) else np.ones(len(columns)))
+        self.std = np.where(std > 0, std, 1.0).tolist()
+        return self
+
+    def transform(self, frame: pd.DataFrame, columns: list[str], base_dir: Path, source: str = "<table>",
+                  bad_cells: str = "raise") -> Transformed:  # fmt: skip
+        x = self._values(frame, columns, source)
+        present = ~np.isnan(x).all(1)
+        z = (x - np.array(self.mean)) / np.array(self.std)
+        if self.clip is not None:
+            z = np.clip(z, -self.clip, self.clip)
+        z = np.nan_to_num(z, nan=0.0)
+        return Transformed(torch.tensor(z, dtype=torch.float32), torch.tensor(present))
+
+    def spec(self) -> dict[str, Any]:
+        return {"in_features": len(self.mean)}
+
+    def fitted_state(self) -> dict[str, Any]:
+        return {"mean": self.mean, "std": self.std}
+
+    def load_fitted_state(self, state: dict[str, Any]) -> None:
+        self.mean, self.std = list(state["mean"]), list(state["std"])

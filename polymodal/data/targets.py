@@ -1,0 +1,136 @@
+"""Target columns -> training tensors and back: label vocabularies, multilabel sets, standardised
+regression values; saved as JSON."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from polymodal.data.base import DataError, where
+from polymodal.data.io import is_missing
+
+
+def _label(value: Any) -> Any:
+    """Labels as plain JSON values (numpy ints -> int, 1.0 -> 1)."""
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+class TargetEncoder:
+    def __init__(self, task: str, label_separator: str = "|") -> None:
+        self.task = task
+        self.label_separator = label_separator
+        self.classes: list[Any] = []
+        self.mean, self.std = 0.0, 1.0
+
+    @property
+    def num_outputs(self) -> int:
+        return len(self.classes) if self.task in ("multiclass", "multilabel") else 1
+
+    # -- fit -----------------------------------------------------------------------------------
+    def fit(self, series: pd.Series, source: str = "<train>") -> TargetEncoder:
+        self._check_missing(series, source)
+        if self.task == "regression":
+            values = self._floats(series, source)
+            self.mean, self.std = float(values.mean()), float(values.std()) or 1.0
+            return self
+        if self.task == "multilabel":
+            labels = sorted({x for cell in series for x in self._split(cell)}, key=str)
+        else:
+            labels = sorted({_label(v) for v in series}, key=lambda v: (str(type(v)), v))
+        if len(labels) < 2 and self.task != "multilabel":
+            raise DataError(f"{source}, column {series.name!r}: the target has only one class ({labels}); need at least 2")
+        if self.task == "binary" and len(labels) > 2:
+            raise DataError(
+                f"{source}, column {series.name!r}: binary target has {len(labels)} classes "
+                f"({labels[:10]}); use task: multiclass"
+            )
+        self.classes = labels
+        return self
+
+    # -- transform -----------------------------------------------------------------------------
+    def transform(self, series: pd.Series, source: str = "<table>") -> torch.Tensor:
+        self._check_missing(series, source)
+        if self.task == "regression":
+            return torch.tensor((self._floats(series, source) - self.mean) / self.std, dtype=torch.float32)
+        lookup = {c: i for i, c in enumerate(self.classes)}
+        if self.task == "multilabel":
+            out = torch.zeros(len(series), len(self.classes))
+            for r, (row, cell) in enumerate(series.items()):
+                for lbl in self._split(cell):
+                    out[r, self._index(lookup, lbl, source, row, series.name)] = 1.0
+            return out
+        ids = [self._index(lookup, _label(v), source, row, series.name) for row, v in series.items()]
+        dtype = torch.float32 if self.task == "binary" else torch.long
+        return torch.tensor(ids, dtype=dtype)
+
+    def _index(self, lookup: dict[Any, int], value: Any, source: str, row: Any, column: Any) -> int:
+        if value not in lookup:
+            raise DataError(
+                f"{where(source, row, str(column))}: label {value!r} was not seen in training; known labels: {self.classes[:20]}"
+            )
+        return lookup[value]
+
+    def _split(self, cell: Any) -> list[str]:
+        if isinstance(cell, (list, tuple, np.ndarray)):
+            return [str(x) for x in cell]
+        return [x.strip() for x in str(cell).split(self.label_separator) if x.strip()]
+
+    def _floats(self, series: pd.Series, source: str) -> np.ndarray:
+        values = pd.to_numeric(series, errors="coerce")
+        bad = values.isna() & series.notna()
+        if bad.any():
+            row = bad.idxmax()
+            raise DataError(f"{where(source, row, str(series.name))}: expected a number, got {series[row]!r}")
+        return values.to_numpy(dtype=np.float64)
+
+    def _check_missing(self, series: pd.Series, source: str) -> None:
+        missing = [row for row, v in series.items() if not isinstance(v, (list, np.ndarray)) and is_missing(v)]
+        if missing:
+            raise DataError(
+                f"{where(source, missing[0], str(series.name))}: the target is missing "
+                f"({len(missing)} rows in all); every training/evaluation row needs a label"
+            )
+
+    # -- decode --------------------------------------------------------------------------------
+    def decode(self, pred: torch.Tensor) -> list[Any]:
+        """Head predictions -> column values (labels, label lists joined, or rescaled numbers)."""
+        if self.task == "regression":
+            return self.inverse(pred).tolist()
+        if self.task == "multilabel":
+            return [self.label_separator.join(str(c) for c, on in zip(self.classes, row, strict=True) if on) for row in pred.tolist()]
+        return [self.classes[i] for i in pred.long().tolist()]
+
+    def inverse(self, values: torch.Tensor) -> torch.Tensor:
+        """Standardised regression values -> the column's scale."""
+        return values.double() * self.std + self.mean
+
+    def proba_labels(self) -> list[Any]:
+        return list(self.classes)
+
+    # -- state ---------------------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        return {"task": self.task, "label_separator": self.label_separator, "classes": self.classes,
+                "mean": self.mean, "std": self.std}  # fmt: skip
+
+    @classmethod
+    def from_state(cls, state: dict[str, Any]) -> TargetEncoder:
+        enc = cls(state["task"], state.get("label_separator", "|"))
+        enc.classes, enc.mean, enc.std = list(state["classes"]), float(state["mean"]), float(state["std"])
+        return enc
+
+
+def class_weights_balanced(targets: torch.Tensor, task: str, num_outputs: int) -> list[float]:
+    """scikit-learn's "balanced" weights n / (k * count); binary and multilabel -> positive weights."""
+    if task == "multiclass":
+        counts = torch.bincount(targets.long(), minlength=num_outputs).double().clamp(min=1)
+        return (counts.sum() / (num_outputs * counts)).tolist()
+    t = targets.double().reshape(len(targets), -1)
+    pos = t.sum(0).clamp(min=1)
+    return ((len(t) - pos) / pos).tolist()
