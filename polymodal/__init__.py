@@ -1,7 +1,7 @@
 """polymodal: from a table of mixed data to a trained, saved multimodal model.
 
-    from polymodal import Predictor
-    Predictor("config.yaml").fit("train.csv").predict("new.csv")
+from polymodal import Predictor
+Predictor("config.yaml").fit("train.csv").predict("new.csv")
 """
 
 from polymodal.registry import register

@@ -10,7 +10,7 @@ import shutil
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeAlias
 
 import pandas as pd
 import torch
@@ -21,7 +21,12 @@ from polymodal.data.pipeline import TablePipeline
 from polymodal.data.split import split_frame
 from polymodal.data.targets import class_weights_balanced
 from polymodal.evaluation.evaluate import evaluate, predict_logits
-from polymodal.evaluation.robustness import NOISE_LEVELS, robustness, robustness_plot, robustness_table
+from polymodal.evaluation.robustness import (
+    NOISE_LEVELS,
+    robustness,
+    robustness_plot,
+    robustness_table,
+)
 from polymodal.export.artifact import Artifact, load_artifact, save_artifact
 from polymodal.models import build_model, preprocessing_options, validate
 from polymodal.train.loop import train
@@ -30,10 +35,12 @@ from polymodal.utils.seed import seed_everything
 
 log = logging.getLogger("polymodal")
 
-TableLike = pd.DataFrame | str | Path
+TableLike: TypeAlias = pd.DataFrame | str | Path
 
 
-def _read(data: TableLike, name: str, base_dir: str | Path | None = None) -> tuple[pd.DataFrame, Path, str]:
+def _read(
+    data: TableLike, name: str, base_dir: str | Path | None = None
+) -> tuple[pd.DataFrame, Path, str]:
     """A table, the folder its relative file paths are resolved against (the table's own folder,
     or ``base_dir`` / the working directory for DataFrames), and its name for errors."""
     if isinstance(data, pd.DataFrame):
@@ -72,18 +79,28 @@ class Predictor:
         train_ds = pipeline.dataset(train_df, base, source=src)
         val_ds = pipeline.dataset(*val_part) if val_part else None
         log.info("preprocessed %d training rows in %.1fs", len(train_ds), time.perf_counter() - t0)
-        weights = {o.name: self._class_weights(o, pipeline, train_ds.targets[o.name]) for o in cfg.outputs}
-        build = {"specs": pipeline.specs(), "num_outputs": pipeline.num_outputs(), "class_weights": weights}
-        model = build_model(cfg, build["specs"], build["num_outputs"], weights)
+        weights = {
+            o.name: self._class_weights(o, pipeline, train_ds.targets[o.name]) for o in cfg.outputs
+        }
+        specs, num_outputs = pipeline.specs(), pipeline.num_outputs()
+        build = {"specs": specs, "num_outputs": num_outputs, "class_weights": weights}
+        model = build_model(cfg, specs, num_outputs, weights)
         run_dir = Path(output_dir) if output_dir else Path(tempfile.mkdtemp(prefix="polymodal-"))
         loss_weights = {o.name: o.weight for o in cfg.outputs}
-        state = train(model, pipeline, train_ds, val_ds, cfg.trainer, run_dir, loss_weights, resume=resume)
+        state = train(
+            model, pipeline, train_ds, val_ds, cfg.trainer, run_dir, loss_weights, resume=resume
+        )
         model.eval()
-        metrics: dict[str, Any] = {"best_epoch": state.best_epoch, "train_seconds": sum(r["seconds"] for r in state.history)}
+        metrics: dict[str, Any] = {
+            "best_epoch": state.best_epoch,
+            "train_seconds": sum(r["seconds"] for r in state.history),
+        }
         if val_ds is not None:
             metrics["val"] = evaluate(model, val_ds, pipeline, loss_weights=loss_weights)
         if test_part:
-            metrics["test"] = evaluate(model, pipeline.dataset(*test_part), pipeline, loss_weights=loss_weights)
+            metrics["test"] = evaluate(
+                model, pipeline.dataset(*test_part), pipeline, loss_weights=loss_weights
+            )
         self.artifact_ = Artifact(cfg, pipeline, model, build, metrics, state.history)
         if output_dir:
             save_artifact(run_dir, self.artifact_)
@@ -93,7 +110,11 @@ class Predictor:
         return self
 
     def _frames(
-        self, train_data: TableLike | None, val: TableLike | None, test: TableLike | None, base_dir: str | Path | None
+        self,
+        train_data: TableLike | None,
+        val: TableLike | None,
+        test: TableLike | None,
+        base_dir: str | Path | None,
     ) -> tuple[tuple[pd.DataFrame, Path, str], tuple[Any, ...] | None, tuple[Any, ...] | None]:
         d = self.config.data
         train_data = train_data if train_data is not None else d.train
@@ -108,11 +129,17 @@ class Predictor:
         first = self.config.outputs[0]
         strat = first.name if first.task in ("binary", "multiclass") else None
         tr, va, te = split_frame(frame, d, strat, src)
-        test_part = _read(test, "test", base_dir) if test is not None else ((te, base, f"{src} (test split)") if len(te) else None)
+        test_part = (
+            _read(test, "test", base_dir)
+            if test is not None
+            else ((te, base, f"{src} (test split)") if len(te) else None)
+        )
         return (tr, base, src), (va, base, f"{src} (val split)"), test_part
 
     @staticmethod
-    def _class_weights(out: OutputConfig, pipeline: TablePipeline, target: torch.Tensor) -> list[float] | None:
+    def _class_weights(
+        out: OutputConfig, pipeline: TablePipeline, target: torch.Tensor
+    ) -> list[float] | None:
         cw = out.class_weights
         if cw is None or out.task == "regression":
             return None
@@ -123,7 +150,9 @@ class Predictor:
             labels = [str(c) for c in enc.classes]
             unknown = set(cw) - set(labels)
             if unknown:
-                raise ValueError(f"outputs.{out.name}.class_weights: unknown labels {sorted(unknown)}; labels are {labels}")
+                raise ValueError(
+                    f"outputs.{out.name}.class_weights: unknown labels {sorted(unknown)}; labels are {labels}"
+                )
             weights = [float(cw.get(lbl, 1.0)) for lbl in labels]
             return weights[1:] if out.task == "binary" else weights
         return [float(w) for w in cw]

@@ -12,7 +12,11 @@ import yaml
 
 from polymodal import registry
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, help="polymodal: tables of mixed data -> multimodal models")
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    help="polymodal: tables of mixed data -> multimodal models",
+)
 
 
 def _setup_logging(verbose: bool) -> None:
@@ -50,13 +54,17 @@ def init(
 
     try:
         frame = read_table(table)
-        cfg = starter_config(frame, target if len(target) > 1 else target[0], table.resolve().parent)
+        cfg = starter_config(
+            frame, target if len(target) > 1 else target[0], table.resolve().parent
+        )
     except (ValueError, FileNotFoundError) as err:
         _fail(err)
     cfg.setdefault("data", {})["train"] = str(table)
     output.write_text(yaml.safe_dump(cfg, sort_keys=False), encoding="utf-8")
     for inp in cfg["inputs"]:
-        typer.echo(f"{inp['type']:12s} {inp['name']}  <- {', '.join(inp.get('columns') or [inp['name']])}")
+        typer.echo(
+            f"{inp['type']:12s} {inp['name']}  <- {', '.join(inp.get('columns') or [inp['name']])}"
+        )
     typer.echo(f"wrote {output}")
 
 
@@ -71,7 +79,9 @@ def config(
 
     try:
         cfg = load_config(path)
-        typer.echo(yaml.safe_dump(render_defaults(cfg), sort_keys=False) if render else to_yaml(cfg))
+        typer.echo(
+            yaml.safe_dump(render_defaults(cfg), sort_keys=False) if render else to_yaml(cfg)
+        )
     except ValueError as err:
         _fail(err)
 
@@ -79,11 +89,15 @@ def config(
 @app.command(name="train")
 def train_cmd(
     config_path: Annotated[Path, typer.Argument(metavar="CONFIG")],
-    output: Annotated[Path, typer.Option("--output", "-o", help="model directory")] = Path("runs/model"),
+    output: Annotated[Path, typer.Option("--output", "-o", help="model directory")] = Path(
+        "runs/model"
+    ),
     train: Annotated[str | None, typer.Option(help="training table (overrides data.train)")] = None,
     val: Annotated[str | None, typer.Option(help="validation table")] = None,
     test: Annotated[str | None, typer.Option(help="test table")] = None,
-    resume: Annotated[bool, typer.Option("--resume", help="continue from the last checkpoint")] = False,
+    resume: Annotated[
+        bool, typer.Option("--resume", help="continue from the last checkpoint")
+    ] = False,
     overrides: Annotated[list[str] | None, typer.Option("--set", help="key.path=value")] = None,
     quiet: bool = False,
 ) -> None:
@@ -145,9 +159,9 @@ def evaluate_cmd(
 def predict(
     model_dir: Path,
     table: Path,
-    output: Annotated[Path, typer.Option("--output", "-o", help="CSV/Parquet/JSONL of predictions")] = Path(
-        "predictions.csv"
-    ),
+    output: Annotated[
+        Path, typer.Option("--output", "-o", help="CSV/Parquet/JSONL of predictions")
+    ] = Path("predictions.csv"),
 ) -> None:
     """Table in, table out: predicted labels/values and probabilities per row."""
     from polymodal.api import Predictor

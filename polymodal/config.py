@@ -121,7 +121,9 @@ class ExperimentConfig(_Strict):
             leak = targets & set(inp.cols)
             if leak:
                 # one target must never be a feature of another (or of itself)
-                raise ValueError(f"input {inp.name!r} reads target column(s) {sorted(leak)}: a leak")
+                raise ValueError(
+                    f"input {inp.name!r} reads target column(s) {sorted(leak)}: a leak"
+                )
         return self
 
     @property
@@ -151,7 +153,9 @@ def load_config(source: str | Path | dict[str, Any] | ExperimentConfig) -> Exper
         else:
             source = yaml.safe_load(str(source)) or {}
     if not isinstance(source, dict):
-        raise ConfigError(f"{where}: expected a mapping at the top level, got {type(source).__name__}")
+        raise ConfigError(
+            f"{where}: expected a mapping at the top level, got {type(source).__name__}"
+        )
     try:
         return ExperimentConfig.model_validate(source)
     except ValidationError as err:
@@ -159,7 +163,9 @@ def load_config(source: str | Path | dict[str, Any] | ExperimentConfig) -> Exper
         for e in err.errors():
             loc = ".".join(str(p) for p in e["loc"])
             lines.append(f"  {loc or '(top)'}: {e['msg']}")
-        raise ConfigError(f"{where} is not a valid polymodal config:\n" + "\n".join(lines)) from None
+        raise ConfigError(
+            f"{where} is not a valid polymodal config:\n" + "\n".join(lines)
+        ) from None
 
 
 def resolve_table_paths(data: dict[str, Any], base: Path) -> dict[str, Any]:

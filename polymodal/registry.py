@@ -54,7 +54,7 @@ def parameters(cls: type, injected: Iterable[str] = ()) -> dict[str, inspect.Par
     """The user-settable ``__init__`` parameters of a component (``injected`` ones are filled by
     the builder from fitted data, e.g. ``vocab_size``)."""
     skip = set(injected) | {"self"}
-    sig = inspect.signature(cls.__init__)
+    sig = inspect.signature(cls.__init__)  # type: ignore[misc]
     return {
         n: p
         for n, p in sig.parameters.items()
@@ -91,9 +91,11 @@ def build(kind: str, config: dict[str, Any], where: str = "", **injected: Any) -
     passed only when its ``__init__`` accepts them."""
     config = dict(config)
     if "type" not in config:
-        raise RegistryError(f"{where or kind}: missing 'type'; valid choices: {', '.join(names(kind))}")
+        raise RegistryError(
+            f"{where or kind}: missing 'type'; valid choices: {', '.join(names(kind))}"
+        )
     name = config.pop("type")
     cls = check_kwargs(kind, name, config, injected=injected, where=where)
-    accepted = inspect.signature(cls.__init__).parameters
+    accepted = inspect.signature(cls.__init__).parameters  # type: ignore[misc]
     extra = {k: v for k, v in injected.items() if k in accepted}
     return cls(**extra, **config)

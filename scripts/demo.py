@@ -37,7 +37,9 @@ def main() -> None:
     runs = {
         "image only": variant(base, ["image"], None),
         "audio only": variant(base, ["audio"], None),
-        f"image+audio ({base['fusion']['type']})": variant(base, ["image", "audio"], base["fusion"]),
+        f"image+audio ({base['fusion']['type']})": variant(
+            base, ["image", "audio"], base["fusion"]
+        ),
     }
     rows = []
     for name, cfg in runs.items():

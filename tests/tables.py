@@ -47,17 +47,35 @@ def config_for(fusion: str = "concat", epochs: int = 2, **fusion_kwargs: object)
     return {
         "inputs": [
             {"name": "review", "type": "text", "encoder": {"type": "bow", "embed_dim": 16}},
-            {"name": "photo", "type": "image", "encoder": {"type": "image_cnn"},
-             "preprocessing": {"image_size": 16}},
-            {"name": "voice", "type": "audio", "encoder": {"type": "audio_cnn"},
-             "preprocessing": {"sample_rate": 8000, "max_seconds": 0.5, "n_fft": 200,
-                               "hop_length": 80, "n_mels": 16}},
+            {
+                "name": "photo",
+                "type": "image",
+                "encoder": {"type": "image_cnn"},
+                "preprocessing": {"image_size": 16},
+            },
+            {
+                "name": "voice",
+                "type": "audio",
+                "encoder": {"type": "audio_cnn"},
+                "preprocessing": {
+                    "sample_rate": 8000,
+                    "max_seconds": 0.5,
+                    "n_fft": 200,
+                    "hop_length": 80,
+                    "n_mels": 16,
+                },
+            },
             {"name": "numeric", "type": "numeric", "columns": ["age"]},
             {"name": "size", "type": "categorical"},
         ],
         "fusion": {"type": fusion, **fusion_kwargs},
         "outputs": [{"name": "label", "task": "multiclass"}],
         "data": {"seed": 0},
-        "trainer": {"epochs": epochs, "batch_size": 16, "lr": 0.01, "progress": False,
-                    "early_stopping_patience": None},
-    }  # fmt: skip
+        "trainer": {
+            "epochs": epochs,
+            "batch_size": 16,
+            "lr": 0.01,
+            "progress": False,
+            "early_stopping_patience": None,
+        },
+    }

@@ -67,14 +67,18 @@ def infer_task(series: pd.Series, separator: str = "|") -> str:
     return "multiclass"
 
 
-def starter_config(frame: pd.DataFrame, target: str | list[str], base_dir: Path | None = None) -> dict[str, Any]:
+def starter_config(
+    frame: pd.DataFrame, target: str | list[str], base_dir: Path | None = None
+) -> dict[str, Any]:
     """A config dict for :class:`polymodal.config.ExperimentConfig`: numeric columns grouped into
     one ``numeric`` input, categorical ones into ``categorical``, each text/image/audio column its
     own input; targets are never inputs."""
     targets = [target] if isinstance(target, str) else list(target)
     missing = [t for t in targets if t not in frame.columns]
     if missing:
-        raise ValueError(f"target column(s) {missing} not in the table; columns are {list(frame.columns)}")
+        raise ValueError(
+            f"target column(s) {missing} not in the table; columns are {list(frame.columns)}"
+        )
     groups: dict[str, list[str]] = {"numeric": [], "categorical": []}
     inputs: list[dict[str, Any]] = []
     for col in frame.columns:
@@ -93,4 +97,9 @@ def starter_config(frame: pd.DataFrame, target: str | list[str], base_dir: Path 
     if not inputs:
         raise ValueError("no usable input columns found besides the target(s)")
     outputs = [{"name": t, "task": infer_task(frame[t])} for t in targets]
-    return {"inputs": inputs, "fusion": {"type": "concat"}, "outputs": outputs, "trainer": {"epochs": 10}}
+    return {
+        "inputs": inputs,
+        "fusion": {"type": "concat"},
+        "outputs": outputs,
+        "trainer": {"epochs": 10},
+    }

@@ -24,7 +24,9 @@ def read_table(path: str | Path) -> pd.DataFrame:
         raise DataError(f"{path}: table not found")
     reader = READERS.get(path.suffix.lower())
     if reader is None:
-        raise DataError(f"{path}: unknown table format {path.suffix!r}; expected one of {', '.join(READERS)}")
+        raise DataError(
+            f"{path}: unknown table format {path.suffix!r}; expected one of {', '.join(READERS)}"
+        )
     try:
         frame = reader(path)
     except (ValueError, OSError) as err:

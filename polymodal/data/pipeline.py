@@ -32,11 +32,14 @@ class TablePipeline:
         self.outputs = outputs
         self.bad_cells = bad_cells
         self.preprocessors: dict[str, Preprocessor] = {
-            inp.name: registry.build("preprocessor", {"type": inp.type, **options.get(inp.name, {})})
+            inp.name: registry.build(
+                "preprocessor", {"type": inp.type, **options.get(inp.name, {})}
+            )
             for inp in inputs
         }
         self.targets: dict[str, TargetEncoder] = {
-            out.name: TargetEncoder(out.task, label_separator=out.label_separator) for out in outputs
+            out.name: TargetEncoder(out.task, label_separator=out.label_separator)
+            for out in outputs
         }
 
     # -- fitting -----------------------------------------------------------------------------
@@ -61,18 +64,29 @@ class TablePipeline:
             for inp in self.inputs
         }
 
-    def transform_targets(self, frame: pd.DataFrame, source: str = "<table>") -> dict[str, torch.Tensor]:
+    def transform_targets(
+        self, frame: pd.DataFrame, source: str = "<table>"
+    ) -> dict[str, torch.Tensor]:
         check_columns(frame, [o.name for o in self.outputs], source)
-        return {o.name: self.targets[o.name].transform(frame[o.name], source=source) for o in self.outputs}
+        return {
+            o.name: self.targets[o.name].transform(frame[o.name], source=source)
+            for o in self.outputs
+        }
 
     def dataset(
-        self, frame: pd.DataFrame, base_dir: Path, source: str = "<table>", with_targets: bool = True
+        self,
+        frame: pd.DataFrame,
+        base_dir: Path,
+        source: str = "<table>",
+        with_targets: bool = True,
     ) -> TableDataset:
         inputs = self.transform_inputs(frame, base_dir, source)
         targets = self.transform_targets(frame, source) if with_targets else {}
         return TableDataset(inputs, targets)
 
-    def augment(self, features: dict[str, torch.Tensor], generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
+    def augment(
+        self, features: dict[str, torch.Tensor], generator: torch.Generator | None = None
+    ) -> dict[str, torch.Tensor]:
         """Train-time augmentation of a batch, per modality."""
         return {k: self.preprocessors[k].augment(v, generator) for k, v in features.items()}
 

@@ -9,7 +9,14 @@ from sklearn.model_selection import train_test_split
 from polymodal.config import DataConfig
 from polymodal.data.base import DataError, where
 
-SPLIT_NAMES = {"train": "train", "val": "val", "valid": "val", "validation": "val", "dev": "val", "test": "test"}
+SPLIT_NAMES = {
+    "train": "train",
+    "val": "val",
+    "valid": "val",
+    "validation": "val",
+    "dev": "val",
+    "test": "test",
+}
 
 
 def split_frame(
@@ -25,9 +32,13 @@ def split_frame(
     return train, val, test
 
 
-def _by_column(frame: pd.DataFrame, column: str, source: str) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+def _by_column(
+    frame: pd.DataFrame, column: str, source: str
+) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     if column not in frame.columns:
-        raise DataError(f"{source}: split column {column!r} not found; columns are {list(frame.columns)}")
+        raise DataError(
+            f"{source}: split column {column!r} not found; columns are {list(frame.columns)}"
+        )
     names = frame[column].astype(str).str.strip().str.lower()
     bad = ~names.isin(list(SPLIT_NAMES))
     if bad.any():
@@ -41,7 +52,9 @@ def _by_column(frame: pd.DataFrame, column: str, source: str) -> tuple[pd.DataFr
     return parts  # type: ignore[return-value]
 
 
-def _split(frame: pd.DataFrame, share: float, stratify_on: str | None, seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+def _split(
+    frame: pd.DataFrame, share: float, stratify_on: str | None, seed: int
+) -> tuple[pd.DataFrame, pd.DataFrame]:
     if share <= 0 or len(frame) < 2:
         return frame, frame.iloc[:0]
     strat = None

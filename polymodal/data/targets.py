@@ -45,7 +45,9 @@ class TargetEncoder:
         else:
             labels = sorted({_label(v) for v in series}, key=lambda v: (str(type(v)), v))
         if len(labels) < 2 and self.task != "multilabel":
-            raise DataError(f"{source}, column {series.name!r}: the target has only one class ({labels}); need at least 2")
+            raise DataError(
+                f"{source}, column {series.name!r}: the target has only one class ({labels}); need at least 2"
+            )
         if self.task == "binary" and len(labels) > 2:
             raise DataError(
                 f"{source}, column {series.name!r}: binary target has {len(labels)} classes "
@@ -58,7 +60,9 @@ class TargetEncoder:
     def transform(self, series: pd.Series, source: str = "<table>") -> torch.Tensor:
         self._check_missing(series, source)
         if self.task == "regression":
-            return torch.tensor((self._floats(series, source) - self.mean) / self.std, dtype=torch.float32)
+            return torch.tensor(
+                (self._floats(series, source) - self.mean) / self.std, dtype=torch.float32
+            )
         lookup = {c: i for i, c in enumerate(self.classes)}
         if self.task == "multilabel":
             out = torch.zeros(len(series), len(self.classes))
@@ -66,7 +70,9 @@ class TargetEncoder:
                 for lbl in self._split(cell):
                     out[r, self._index(lookup, lbl, source, row, series.name)] = 1.0
             return out
-        ids = [self._index(lookup, _label(v), source, row, series.name) for row, v in series.items()]
+        ids = [
+            self._index(lookup, _label(v), source, row, series.name) for row, v in series.items()
+        ]
         dtype = torch.float32 if self.task == "binary" else torch.long
         return torch.tensor(ids, dtype=dtype)
 
@@ -87,11 +93,17 @@ class TargetEncoder:
         bad = values.isna() & series.notna()
         if bad.any():
             row = bad.idxmax()
-            raise DataError(f"{where(source, row, str(series.name))}: expected a number, got {series[row]!r}")
+            raise DataError(
+                f"{where(source, row, str(series.name))}: expected a number, got {series[row]!r}"
+            )
         return values.to_numpy(dtype=np.float64)
 
     def _check_missing(self, series: pd.Series, source: str) -> None:
-        missing = [row for row, v in series.items() if not isinstance(v, (list, np.ndarray)) and is_missing(v)]
+        missing = [
+            row
+            for row, v in series.items()
+            if not isinstance(v, (list, np.ndarray)) and is_missing(v)
+        ]
         if missing:
             raise DataError(
                 f"{where(source, missing[0], str(series.name))}: the target is missing "
@@ -104,7 +116,12 @@ class TargetEncoder:
         if self.task == "regression":
             return self.inverse(pred).tolist()
         if self.task == "multilabel":
-            return [self.label_separator.join(str(c) for c, on in zip(self.classes, row, strict=True) if on) for row in pred.tolist()]
+            return [
+                self.label_separator.join(
+                    str(c) for c, on in zip(self.classes, row, strict=True) if on
+                )
+                for row in pred.tolist()
+            ]
         return [self.classes[i] for i in pred.long().tolist()]
 
     def inverse(self, values: torch.Tensor) -> torch.Tensor:
@@ -116,13 +133,22 @@ class TargetEncoder:
 
     # -- state ---------------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
-        return {"task": self.task, "label_separator": self.label_separator, "classes": self.classes,
-                "mean": self.mean, "std": self.std}  # fmt: skip
+        return {
+            "task": self.task,
+            "label_separator": self.label_separator,
+            "classes": self.classes,
+            "mean": self.mean,
+            "std": self.std,
+        }
 
     @classmethod
     def from_state(cls, state: dict[str, Any]) -> TargetEncoder:
         enc = cls(state["task"], state.get("label_separator", "|"))
-        enc.classes, enc.mean, enc.std = list(state["classes"]), float(state["mean"]), float(state["std"])
+        enc.classes, enc.mean, enc.std = (
+            list(state["classes"]),
+            float(state["mean"]),
+            float(state["std"]),
+        )
         return enc
 
 

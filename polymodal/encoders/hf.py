@@ -30,9 +30,15 @@ POOLINGS = ("mean", "cls", "pooler")
 BERT_VOCAB_SIZE = 30522  # bert-base-uncased WordPiece, shared by MiniLM, DistilBERT...
 TOWERS = {"text": "text_model", "image": "vision_model", "audio": "audio_model"}  # dual models
 LAYER_PATHS = (  # where encoder-only models keep their block list
-    "encoder.layer", "encoder.layers", "layers", "layer", "transformer.layer", "encoder.stages",
-    "stages", "blocks",
-)  # fmt: skip
+    "encoder.layer",
+    "encoder.layers",
+    "layers",
+    "layer",
+    "transformer.layer",
+    "encoder.stages",
+    "stages",
+    "blocks",
+)
 
 
 def minilm_path() -> str:

@@ -24,7 +24,10 @@ def move(batch: Any, device: torch.device | str) -> Any:
 
 @torch.no_grad()
 def predict_logits(
-    model: nn.Module, dataset: TableDataset, batch_size: int = 256, device: str | torch.device = "cpu"
+    model: nn.Module,
+    dataset: TableDataset,
+    batch_size: int = 256,
+    device: str | torch.device = "cpu",
 ) -> dict[str, torch.Tensor]:
     """Concatenated raw outputs of ``model`` over ``dataset`` in row order."""
     was_training = model.training
@@ -41,7 +44,11 @@ def predict_logits(
 
 
 def score(
-    task: str, decoded: dict[str, torch.Tensor], target: torch.Tensor, pipeline: TablePipeline, name: str
+    task: str,
+    decoded: dict[str, torch.Tensor],
+    target: torch.Tensor,
+    pipeline: TablePipeline,
+    name: str,
 ) -> dict[str, Any]:
     """Metrics for one output from the head's decoded predictions and the encoded targets."""
     y = target.cpu().numpy()
@@ -70,7 +77,7 @@ def evaluate(
     masks = {k: t.present for k, t in dataset.inputs.items()}
     total, _ = model.loss(logits, dataset.targets, masks, loss_weights or {})  # type: ignore[operator]
     report["loss"] = float(total)
-    for name, head in model.heads.items():  # type: ignore[union-attr]
+    for name, head in model.heads.items():  # type: ignore[union-attr,operator]
         decoded = head.decode(logits[name])
         report[name] = score(head.task, decoded, dataset.targets[name], pipeline, name)
     report["n_rows"] = len(dataset)
@@ -85,7 +92,9 @@ def monitor_value(report: dict[str, Any], monitor: str | None) -> tuple[float, b
     output, _, metric = monitor.partition(".")
     if output not in report or metric not in report[output]:
         valid = [f"{o}.{m}" for o, ms in report.items() if isinstance(ms, dict) for m in ms]
-        raise ValueError(f"trainer.monitor {monitor!r} is not a metric; valid choices: loss, {', '.join(valid)}")
+        raise ValueError(
+            f"trainer.monitor {monitor!r} is not a metric; valid choices: loss, {', '.join(valid)}"
+        )
     value = report[output][metric]
     higher = M.HIGHER_IS_BETTER.get(metric, True)
     if value is None:

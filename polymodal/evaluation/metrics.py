@@ -78,8 +78,20 @@ def regression_metrics(target: np.ndarray, pred: np.ndarray) -> dict[str, Any]:
 
 # For early stopping: is a larger value better?
 HIGHER_IS_BETTER = {
-    "accuracy": True, "precision": True, "recall": True, "f1": True, "roc_auc": True,
-    "macro_f1": True, "macro_precision": True, "macro_recall": True, "micro_f1": True,
-    "subset_accuracy": True, "r2": True,
-    "log_loss": False, "rmse": False, "mae": False, "hamming_loss": False, "loss": False,
-}  # fmt: skip
+    "accuracy": True,
+    "precision": True,
+    "recall": True,
+    "f1": True,
+    "roc_auc": True,
+    "macro_f1": True,
+    "macro_precision": True,
+    "macro_recall": True,
+    "micro_f1": True,
+    "subset_accuracy": True,
+    "r2": True,
+    "log_loss": False,
+    "rmse": False,
+    "mae": False,
+    "hamming_loss": False,
+    "loss": False,
+}

@@ -16,7 +16,12 @@ from polymodal.data.pipeline import TablePipeline
 from polymodal.evaluation.evaluate import evaluate
 
 NOISE_LEVELS = (0.1, 0.25, 0.5, 1.0)
-MAIN_METRIC = {"binary": "roc_auc", "multiclass": "accuracy", "multilabel": "micro_f1", "regression": "rmse"}
+MAIN_METRIC = {
+    "binary": "roc_auc",
+    "multiclass": "accuracy",
+    "multilabel": "micro_f1",
+    "regression": "rmse",
+}
 
 
 def _materialise(t: Transformed) -> Transformed:
@@ -30,7 +35,9 @@ def masked(t: Transformed) -> Transformed:
     return replace(t, present=torch.zeros_like(t.present))
 
 
-def noisy(t: Transformed, level: float, generator: torch.Generator, vocab: int | None = None) -> Transformed:
+def noisy(
+    t: Transformed, level: float, generator: torch.Generator, vocab: int | None = None
+) -> Transformed:
     """Float features: add Gaussian noise of ``level`` x their std. Token/category ids: replace a
     ``level`` fraction of the non-pad ids by random ids (>= 1, i.e. never padding)."""
     t = _materialise(t)
@@ -58,9 +65,11 @@ def robustness(
     seed: int = 0,
 ) -> dict[str, Any]:
     """``{"metric": {output: name}, "rows": [{"modality", "condition", "level", <output>: value}]}``."""
-    tasks = {name: head.task for name, head in model.heads.items()}  # type: ignore[union-attr]
+    tasks = {name: head.task for name, head in model.heads.items()}  # type: ignore[union-attr,operator]
 
-    def run(inputs: dict[str, Transformed], modality: str, condition: str, level: float) -> dict[str, Any]:
+    def run(
+        inputs: dict[str, Transformed], modality: str, condition: str, level: float
+    ) -> dict[str, Any]:
         report = evaluate(model, TableDataset(inputs, dataset.targets), pipeline)
         row: dict[str, Any] = {"modality": modality, "condition": condition, "level": level}
         row.update({o: _main(report, o, t) for o, t in tasks.items()})
@@ -70,16 +79,26 @@ def robustness(
     gen = torch.Generator().manual_seed(seed)
     for name, t in dataset.inputs.items():
         rows.append(run({**dataset.inputs, name: masked(t)}, name, "missing", 1.0))
-        vocab = pipeline.preprocessors[name].spec().get("vocab_size") if name in pipeline.preprocessors else None
+        vocab = (
+            pipeline.preprocessors[name].spec().get("vocab_size")
+            if name in pipeline.preprocessors
+            else None
+        )
         for level in noise_levels:
-            rows.append(run({**dataset.inputs, name: noisy(t, level, gen, vocab)}, name, "noise", level))
+            rows.append(
+                run({**dataset.inputs, name: noisy(t, level, gen, vocab)}, name, "noise", level)
+            )
     return {"metric": {o: MAIN_METRIC[t] for o, t in tasks.items()}, "rows": rows}
 
 
 def robustness_table(result: dict[str, Any]) -> str:
     """Markdown table of a :func:`robustness` result."""
     outputs = list(result["metric"])
-    head = "| modality | condition | level | " + " | ".join(f"{o} {result['metric'][o]}" for o in outputs) + " |"
+    head = (
+        "| modality | condition | level | "
+        + " | ".join(f"{o} {result['metric'][o]}" for o in outputs)
+        + " |"
+    )
     lines = [head, "|" + "---|" * (3 + len(outputs))]
     for r in result["rows"]:
         vals = " | ".join("n/a" if r[o] is None else f"{r[o]:.4f}" for o in outputs)
@@ -101,10 +120,16 @@ def robustness_plot(result: dict[str, Any], path: str | Path) -> Path:
         modalities = sorted({r["modality"] for r in result["rows"]} - {"all"})
         for m in modalities:
             pts = [(0.0, clean[output])] + [
-                (r["level"], r[output]) for r in result["rows"] if r["modality"] == m and r["condition"] == "noise"
+                (r["level"], r[output])
+                for r in result["rows"]
+                if r["modality"] == m and r["condition"] == "noise"
             ]
             line = ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=m)[0]
-            miss = [r[output] for r in result["rows"] if r["modality"] == m and r["condition"] == "missing"]
+            miss = [
+                r[output]
+                for r in result["rows"]
+                if r["modality"] == m and r["condition"] == "missing"
+            ]
             if miss and miss[0] is not None:
                 ax.axhline(miss[0], color=line.get_color(), linestyle=":", linewidth=1)
         ax.set_xlabel("noise level (x feature std / fraction of tokens)")

@@ -1,11 +1,11 @@
 """The saved model: a directory anyone can load without executing code.
 
-    config.yaml          resolved experiment config
-    preprocessing.json   fitted preprocessors and target encoders
-    model.safetensors    weights
-    model.json           what the builder needs besides the config (specs, output sizes)
-    metrics.json         evaluation report(s)
-    history.json         per-epoch training history
+config.yaml          resolved experiment config
+preprocessing.json   fitted preprocessors and target encoders
+model.safetensors    weights
+model.json           what the builder needs besides the config (specs, output sizes)
+metrics.json         evaluation report(s)
+history.json         per-epoch training history
 """
 
 from __future__ import annotations
@@ -58,7 +58,9 @@ def load_artifact(path: str | Path) -> Artifact:
     if missing:
         raise FileNotFoundError(f"{path} is not a polymodal model directory: missing {missing}")
     config = load_config(path / "config.yaml")
-    pipeline = TablePipeline.from_state(read_json(path / "preprocessing.json"), config.inputs, config.outputs)
+    pipeline = TablePipeline.from_state(
+        read_json(path / "preprocessing.json"), config.inputs, config.outputs
+    )
     build = read_json(path / "model.json")
     build.pop("polymodal_version", None)
     model = build_model(config, build["specs"], build["num_outputs"], build.get("class_weights"))

@@ -69,7 +69,8 @@ class Head(nn.Module):
         raise TypeError(f"{type(self).__name__} must define this method")
 
     def _weights(self) -> Tensor | None:
-        return self.class_weights if self.class_weights.numel() else None
+        weights: Tensor = self.class_weights  # type: ignore[assignment]
+        return weights if weights.numel() else None
 
 
 def sigmoid_focal(

@@ -11,18 +11,25 @@ from typing import Any
 
 from torch import nn
 
-import polymodal.data  # noqa: F401  (registers preprocessors)
-import polymodal.encoders  # noqa: F401  (registers encoders)
-import polymodal.fusion  # noqa: F401  (registers fusion methods)
+import polymodal.data
+import polymodal.encoders
+import polymodal.fusion
 import polymodal.heads  # noqa: F401  (registers heads)
 from polymodal import registry
 from polymodal.config import ExperimentConfig, InputConfig
 from polymodal.models.multimodal import MultimodalModel
 
 ENCODER_INJECTED = (
-    "modality", "vocab_size", "pad_id", "in_features", "cardinalities",
-    "in_channels", "image_size", "n_mels", "sample_rate",
-)  # fmt: skip
+    "modality",
+    "vocab_size",
+    "pad_id",
+    "in_features",
+    "cardinalities",
+    "in_channels",
+    "image_size",
+    "n_mels",
+    "sample_rate",
+)
 FUSION_INJECTED = ("in_dims",)
 HEAD_INJECTED = ("in_dim", "num_outputs", "loss", "focal_gamma", "class_weights")
 
@@ -34,7 +41,11 @@ def _encoder_class(inp: InputConfig) -> type:
     )
     accepted = getattr(cls, "modalities", ())
     if inp.type not in accepted:
-        ok = [n for n in registry.names("encoder") if inp.type in getattr(registry.get("encoder", n), "modalities", ())]
+        ok = [
+            n
+            for n in registry.names("encoder")
+            if inp.type in getattr(registry.get("encoder", n), "modalities", ())
+        ]
         raise registry.RegistryError(
             f"inputs.{inp.name}.encoder: {inp.encoder['type']!r} does not encode {inp.type} inputs; "
             f"valid choices: {', '.join(ok)}"
@@ -59,7 +70,9 @@ def validate(config: ExperimentConfig) -> None:
     fusion = {k: v for k, v in config.fusion.items() if k != "type"}
     registry.check_kwargs("fusion", config.fusion["type"], fusion, FUSION_INJECTED, where="fusion")
     for out in config.outputs:
-        registry.check_kwargs("head", out.task, out.head, HEAD_INJECTED, where=f"outputs.{out.name}.head")
+        registry.check_kwargs(
+            "head", out.task, out.head, HEAD_INJECTED, where=f"outputs.{out.name}.head"
+        )
 
 
 def build_model(
@@ -100,11 +113,19 @@ def render_defaults(config: ExperimentConfig) -> dict[str, Any]:
     data = config.model_dump(mode="json")
     for raw, inp in zip(data["inputs"], config.inputs, strict=True):
         enc = _encoder_class(inp)
-        raw["encoder"] = {"type": inp.encoder["type"], **registry.defaults(enc, ENCODER_INJECTED), **raw["encoder"]}
+        raw["encoder"] = {
+            "type": inp.encoder["type"],
+            **registry.defaults(enc, ENCODER_INJECTED),
+            **raw["encoder"],
+        }
         pre = registry.get("preprocessor", inp.type)
         raw["preprocessing"] = {**registry.defaults(pre), **preprocessing_options(inp)}
     fusion_cls = registry.get("fusion", config.fusion["type"])
-    data["fusion"] = {"type": config.fusion["type"], **registry.defaults(fusion_cls, FUSION_INJECTED), **data["fusion"]}
+    data["fusion"] = {
+        "type": config.fusion["type"],
+        **registry.defaults(fusion_cls, FUSION_INJECTED),
+        **data["fusion"],
+    }
     for raw, out in zip(data["outputs"], config.outputs, strict=True):
         head_cls = registry.get("head", out.task)
         raw["head"] = {**registry.defaults(head_cls, HEAD_INJECTED), **raw["head"]}

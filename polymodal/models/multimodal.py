@@ -51,7 +51,9 @@ class MultimodalModel(nn.Module):
         parts: dict[str, float] = {}
         for name, head in self.heads.items():
             if self.decision_level:
-                value = self._per_modality_loss(head, outputs[name + MODALITY_SUFFIX], targets[name], masks)
+                value = self._per_modality_loss(
+                    head, outputs[name + MODALITY_SUFFIX], targets[name], masks
+                )
                 if getattr(self.fusion, "rule", "") == "learned":
                     value = value + head.loss(outputs[name], targets[name])  # type: ignore[operator]
             else:
@@ -67,7 +69,9 @@ class MultimodalModel(nn.Module):
     ) -> torch.Tensor:
         b, m = logits.shape[:2]
         present = torch.stack([masks[k].bool() for k in self.encoders], dim=1).float()  # (B, M)
-        flat_target = target.unsqueeze(1).expand(b, m, *target.shape[1:]).reshape(b * m, *target.shape[1:])
+        flat_target = (
+            target.unsqueeze(1).expand(b, m, *target.shape[1:]).reshape(b * m, *target.shape[1:])
+        )
         per_row = head.loss(logits.reshape(b * m, -1), flat_target, reduction="none")  # type: ignore[operator]
         per_row = per_row.reshape(b, m, -1).mean(-1)  # (B, M)
         return (per_row * present).sum() / present.sum().clamp(min=1.0)

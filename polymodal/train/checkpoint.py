@@ -23,7 +23,10 @@ def split_tensors(obj: Any, prefix: str, tensors: dict[str, torch.Tensor]) -> An
         tensors[key] = obj.detach().cpu().contiguous()
         return {"__tensor__": key}
     if isinstance(obj, dict):
-        return {str(k): split_tensors(v, f"{prefix}.{k}" if prefix else str(k), tensors) for k, v in obj.items()}
+        return {
+            str(k): split_tensors(v, f"{prefix}.{k}" if prefix else str(k), tensors)
+            for k, v in obj.items()
+        }
     if isinstance(obj, (list, tuple)):
         return [split_tensors(v, f"{prefix}.{i}", tensors) for i, v in enumerate(obj)]
     return obj

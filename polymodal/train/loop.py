@@ -60,9 +60,13 @@ def train(
     acc = make_accelerator(cfg)
     torch.manual_seed(cfg.seed)
     loader = DataLoader(
-        train_ds, batch_size=cfg.batch_size, shuffle=True, collate_fn=collate_batch,
-        num_workers=cfg.num_workers, generator=torch.Generator().manual_seed(cfg.seed),
-    )  # fmt: skip
+        train_ds,
+        batch_size=cfg.batch_size,
+        shuffle=True,
+        collate_fn=collate_batch,
+        num_workers=cfg.num_workers,
+        generator=torch.Generator().manual_seed(cfg.seed),
+    )
     optimizer = make_optimizer(model, cfg)
     model, optimizer, loader = acc.prepare(model, optimizer, loader)
     raw: nn.Module = acc.unwrap_model(model)
@@ -83,10 +87,27 @@ def train(
         _reseed(loader, cfg.seed + epoch)
         aug_gen.manual_seed(cfg.seed * 1000 + epoch)
         t0 = time.perf_counter()
-        train_loss = _run_epoch(acc, model, raw, optimizer, loader, pipeline, cfg, state, loss_weights,
-                                aug_gen, total_steps, warmup, epoch)  # fmt: skip
-        row: dict[str, Any] = {"epoch": epoch + 1, "train_loss": train_loss,
-                               "lr": optimizer.param_groups[0]["lr"], "seconds": time.perf_counter() - t0}  # fmt: skip
+        train_loss = _run_epoch(
+            acc,
+            model,
+            raw,
+            optimizer,
+            loader,
+            pipeline,
+            cfg,
+            state,
+            loss_weights,
+            aug_gen,
+            total_steps,
+            warmup,
+            epoch,
+        )
+        row: dict[str, Any] = {
+            "epoch": epoch + 1,
+            "train_loss": train_loss,
+            "lr": optimizer.param_groups[0]["lr"],
+            "seconds": time.perf_counter() - t0,
+        }
         value, higher = float(-train_loss), True
         if val_ds is not None:
             report = evaluate(raw, val_ds, pipeline, device=acc.device, loss_weights=loss_weights)
@@ -111,7 +132,11 @@ def train(
 def _stop_early(state: TrainState, cfg: TrainerConfig) -> bool:
     patience = cfg.early_stopping_patience
     if patience is not None and state.bad_epochs >= patience:
-        log.info("early stopping: no improvement for %d epochs (best epoch %d)", patience, state.best_epoch)
+        log.info(
+            "early stopping: no improvement for %d epochs (best epoch %d)",
+            patience,
+            state.best_epoch,
+        )
         return True
     return False
 
@@ -119,17 +144,34 @@ def _stop_early(state: TrainState, cfg: TrainerConfig) -> bool:
 def _reseed(loader: Any, seed: int) -> None:
     """Shuffle order depends only on (seed, epoch), so a resumed run sees the same batches."""
     sampler = getattr(loader, "sampler", None)
-    gen = getattr(sampler, "generator", None) or getattr(getattr(loader, "batch_sampler", None), "generator", None)
-    for obj in (gen, getattr(getattr(getattr(loader, "batch_sampler", None), "sampler", None), "generator", None)):
+    gen = getattr(sampler, "generator", None) or getattr(
+        getattr(loader, "batch_sampler", None), "generator", None
+    )
+    for obj in (
+        gen,
+        getattr(
+            getattr(getattr(loader, "batch_sampler", None), "sampler", None), "generator", None
+        ),
+    ):
         if isinstance(obj, torch.Generator):
             obj.manual_seed(seed)
 
 
 def _run_epoch(
-    acc: Accelerator, model: nn.Module, raw: nn.Module, optimizer: torch.optim.Optimizer,
-    loader: Any, pipeline: TablePipeline, cfg: TrainerConfig, state: TrainState,
-    loss_weights: dict[str, float], aug_gen: torch.Generator, total_steps: int, warmup: int, epoch: int,
-) -> float:  # fmt: skip
+    acc: Accelerator,
+    model: nn.Module,
+    raw: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    loader: Any,
+    pipeline: TablePipeline,
+    cfg: TrainerConfig,
+    state: TrainState,
+    loss_weights: dict[str, float],
+    aug_gen: torch.Generator,
+    total_steps: int,
+    warmup: int,
+    epoch: int,
+) -> float:
     model.train()
     total, count = 0.0, 0
     with _progress(cfg, acc, len(loader), epoch) as bar:
@@ -166,10 +208,14 @@ class _NoBar:
 class _Bar:
     def __init__(self, total: int, epoch: int, epochs: int) -> None:
         self.progress = Progress(
-            TextColumn(f"epoch {epoch + 1}/{epochs}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
-            TextColumn("loss {task.fields[loss]:.4f}"), TimeElapsedColumn(), TimeRemainingColumn(),
+            TextColumn(f"epoch {epoch + 1}/{epochs}"),
+            BarColumn(),
+            TextColumn("{task.completed}/{task.total}"),
+            TextColumn("loss {task.fields[loss]:.4f}"),
+            TimeElapsedColumn(),
+            TimeRemainingColumn(),
             transient=True,
-        )  # fmt: skip
+        )
         self.task = self.progress.add_task("train", total=total, loss=float("nan"))
 
     def __enter__(self) -> tuple[Progress, Any]:
@@ -186,6 +232,9 @@ def _progress(cfg: TrainerConfig, acc: Accelerator, total: int, epoch: int) -> A
     return _NoBar()
 
 
+SHOWN = ("accuracy", "macro_f1", "f1", "roc_auc", "micro_f1", "rmse", "r2")
+
+
 def _log_epoch(row: dict[str, Any], cfg: TrainerConfig) -> None:
     msg = f"epoch {row['epoch']}/{cfg.epochs} train_loss {row['train_loss']:.4f}"
     val = row.get("val")
@@ -193,14 +242,19 @@ def _log_epoch(row: dict[str, Any], cfg: TrainerConfig) -> None:
         msg += f" val_loss {val['loss']:.4f}"
         for name, metrics in val.items():
             if isinstance(metrics, dict):
-                shown = {k: v for k, v in metrics.items() if isinstance(v, float)}
-                msg += " " + " ".join(f"{name}.{k} {v:.4f}" for k, v in list(shown.items())[:3])
+                shown = [(k, metrics[k]) for k in SHOWN if isinstance(metrics.get(k), float)]
+                msg += "".join(f" {name}.{k} {v:.4f}" for k, v in shown[:3])
     msg += f" ({row['seconds']:.1f}s)"
     log.info(msg)
 
 
-def _save(path: Path, raw: nn.Module, optimizer: torch.optim.Optimizer, state: TrainState,
-          best: dict[str, torch.Tensor] | None) -> None:  # fmt: skip
+def _save(
+    path: Path,
+    raw: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    state: TrainState,
+    best: dict[str, torch.Tensor] | None,
+) -> None:
     parts: dict[str, Any] = {
         "model": raw.state_dict(),
         "optimizer": optimizer.state_dict(),
@@ -212,8 +266,9 @@ def _save(path: Path, raw: nn.Module, optimizer: torch.optim.Optimizer, state: T
     save_checkpoint(path, parts)
 
 
-def _restore(path: Path, raw: nn.Module, optimizer: torch.optim.Optimizer
-             ) -> tuple[TrainState, dict[str, torch.Tensor] | None]:  # fmt: skip
+def _restore(
+    path: Path, raw: nn.Module, optimizer: torch.optim.Optimizer
+) -> tuple[TrainState, dict[str, torch.Tensor] | None]:
     ck = load_checkpoint(path)
     raw.load_state_dict(ck["model"])
     optimizer.load_state_dict(ck["optimizer"])

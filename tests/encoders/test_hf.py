@@ -19,15 +19,31 @@ TINY = {
 }
 VIT = {"model_type": "vit", **TINY, "image_size": 32, "patch_size": 8}
 CLIP_VISION = {"model_type": "clip_vision_model", **TINY, "image_size": 32, "patch_size": 8}
-CLIP = {"model_type": "clip", "vision_config": {**TINY, "image_size": 32, "patch_size": 8},
-        "text_config": TINY}  # fmt: skip
+CLIP = {
+    "model_type": "clip",
+    "vision_config": {**TINY, "image_size": 32, "patch_size": 8},
+    "text_config": TINY,
+}
 RESNET = {"model_type": "resnet", "embedding_size": 8, "hidden_sizes": [8, 16], "depths": [1, 1]}
 CONVNEXT = {"model_type": "convnext", "hidden_sizes": [8, 16], "depths": [1, 1], "num_stages": 2}
-WAV2VEC2 = {"model_type": "wav2vec2", **TINY, "conv_dim": [16, 16], "conv_stride": [5, 4],
-            "conv_kernel": [10, 8], "num_conv_pos_embeddings": 16,
-            "num_conv_pos_embedding_groups": 2}  # fmt: skip
-AST = {"model_type": "audio-spectrogram-transformer", **TINY, "num_mel_bins": 16, "max_length": 32,
-       "patch_size": 8, "frequency_stride": 8, "time_stride": 8}  # fmt: skip
+WAV2VEC2 = {
+    "model_type": "wav2vec2",
+    **TINY,
+    "conv_dim": [16, 16],
+    "conv_stride": [5, 4],
+    "conv_kernel": [10, 8],
+    "num_conv_pos_embeddings": 16,
+    "num_conv_pos_embedding_groups": 2,
+}
+AST = {
+    "model_type": "audio-spectrogram-transformer",
+    **TINY,
+    "num_mel_bins": 16,
+    "max_length": 32,
+    "patch_size": 8,
+    "frequency_stride": 8,
+    "time_stride": 8,
+}
 BERT = {"model_type": "bert", **TINY, "vocab_size": 30522}
 
 

@@ -25,7 +25,13 @@ def test_fit_save_load_predict(table, tmp_path):
     folder, _ = table
     cfg = config_for("concat", epochs=3)
     pred = Predictor(cfg).fit(folder / "train.csv", output_dir=tmp_path / "model")
-    for name in ("config.yaml", "preprocessing.json", "model.safetensors", "metrics.json", "history.json"):
+    for name in (
+        "config.yaml",
+        "preprocessing.json",
+        "model.safetensors",
+        "metrics.json",
+        "history.json",
+    ):
         assert (tmp_path / "model" / name).exists(), name
     assert not (tmp_path / "model" / "checkpoints").exists()
     assert len(json.loads((tmp_path / "model" / "history.json").read_text())) == 3
@@ -111,7 +117,9 @@ def test_cli_init_train_predict_evaluate_info(table, tmp_path):
     res = runner.invoke(app, ["info"])
     assert res.exit_code == 0 and "fusion concat" in res.output and "encoder minilm" in res.output
     cfg_path = tmp_path / "config.yaml"
-    res = runner.invoke(app, ["init", str(folder / "train.csv"), "--target", "label", "-o", str(cfg_path)])
+    res = runner.invoke(
+        app, ["init", str(folder / "train.csv"), "--target", "label", "-o", str(cfg_path)]
+    )
     assert res.exit_code == 0, res.output
     text = cfg_path.read_text()
     for column in ("review", "photo", "voice", "age"):
@@ -119,10 +127,24 @@ def test_cli_init_train_predict_evaluate_info(table, tmp_path):
     res = runner.invoke(app, ["config", str(cfg_path)])
     assert res.exit_code == 0 and "weight_decay" in res.output
     model = tmp_path / "m"
-    res = runner.invoke(app, ["train", str(cfg_path), "-o", str(model), "--quiet",
-                              "--set", "trainer.epochs=1", "--set", "trainer.batch_size=32"])  # fmt: skip
+    res = runner.invoke(
+        app,
+        [
+            "train",
+            str(cfg_path),
+            "-o",
+            str(model),
+            "--quiet",
+            "--set",
+            "trainer.epochs=1",
+            "--set",
+            "trainer.batch_size=32",
+        ],
+    )
     assert res.exit_code == 0, res.output
-    res = runner.invoke(app, ["predict", str(model), str(folder / "train.csv"), "-o", str(tmp_path / "p.csv")])
+    res = runner.invoke(
+        app, ["predict", str(model), str(folder / "train.csv"), "-o", str(tmp_path / "p.csv")]
+    )
     assert res.exit_code == 0, res.output
     assert len(pd.read_csv(tmp_path / "p.csv")) == 60
     res = runner.invoke(app, ["evaluate", str(model), str(folder / "train.csv")])

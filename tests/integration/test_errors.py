@@ -44,9 +44,9 @@ def test_unknown_encoder_and_wrong_kwarg():
 
 def test_unknown_fusion_is_a_config_error_before_data():
     cfg = config_for(fusion="magic")
-    with pytest.raises(RegistryError, match="valid choices: .*attention"):
+    with pytest.raises(RegistryError, match=r"valid choices: .*attention"):
         Predictor(cfg)
-    with pytest.raises(ConfigError, match="outputs.0.task"):
+    with pytest.raises(ConfigError, match=r"outputs.0.task"):
         Predictor({**config_for(), "outputs": [{"name": "label", "task": "ranking"}]})
 
 
@@ -84,7 +84,7 @@ def test_nan_label_and_one_class(table):
         _fit(bad, folder)
     one = frame.copy()
     one["label"] = "cat"
-    with pytest.raises(DataError, match="one class|single class|only one"):
+    with pytest.raises(DataError, match=r"one class|single class|only one"):
         _fit(one, folder)
 
 

@@ -76,7 +76,9 @@ def test_fusion_x_head(fusion, task, tmp_path):
     a, b = model(features, masks)["y"], model(changed, masks)["y"]
     assert torch.allclose(a[:2], b[:2], atol=1e-6)
     # save -> load gives identical predictions
-    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, tmp_path / "m.safetensors")
+    save_file(
+        {k: v.contiguous() for k, v in model.state_dict().items()}, tmp_path / "m.safetensors"
+    )
     again = build_model(cfg, SPECS, {"y": NUM_OUTPUTS[task]})
     again.load_state_dict(load_file(tmp_path / "m.safetensors"))
     again.eval()

@@ -52,7 +52,9 @@ class AudioPreprocessor(Preprocessor):
         freq_mask: int = 8,  # max masked mel bins
     ) -> None:
         if features not in ("logmel", "waveform"):
-            raise ValueError(f"audio preprocessing: features must be 'logmel' or 'waveform', got {features!r}")
+            raise ValueError(
+                f"audio preprocessing: features must be 'logmel' or 'waveform', got {features!r}"
+            )
         self.sample_rate, self.max_seconds, self.features = sample_rate, max_seconds, features
         self.n_fft, self.hop_length, self.n_mels = n_fft, hop_length, n_mels
         self.specaugment, self.time_mask, self.freq_mask = specaugment, time_mask, freq_mask
@@ -61,15 +63,21 @@ class AudioPreprocessor(Preprocessor):
 
     @property
     def n_samples(self) -> int:
-        return int(round(self.sample_rate * self.max_seconds))
+        return round(self.sample_rate * self.max_seconds)
 
     def mel_filters(self) -> torch.Tensor:
         if self._mel is None:
             from transformers.audio_utils import mel_filter_bank
 
-            fb = mel_filter_bank(num_frequency_bins=self.n_fft // 2 + 1, num_mel_filters=self.n_mels, min_frequency=0.0,
-                                 max_frequency=self.sample_rate / 2, sampling_rate=self.sample_rate,
-                                 norm="slaney", mel_scale="slaney")  # fmt: skip
+            fb = mel_filter_bank(
+                num_frequency_bins=self.n_fft // 2 + 1,
+                num_mel_filters=self.n_mels,
+                min_frequency=0.0,
+                max_frequency=self.sample_rate / 2,
+                sampling_rate=self.sample_rate,
+                norm="slaney",
+                mel_scale="slaney",
+            )
             self._mel = torch.tensor(fb, dtype=torch.float32)  # (F, n_mels)
         return self._mel
 
@@ -84,8 +92,18 @@ class AudioPreprocessor(Preprocessor):
 
     def logmel(self, wave: torch.Tensor) -> torch.Tensor:
         """(S,) or (B, S) waveform -> (n_mels, T) or (B, n_mels, T) log-mel (not standardised)."""
-        spec = torch.stft(wave, self.n_fft, self.hop_length, window=torch.hann_window(self.n_fft),
-                          center=True, return_complex=True).abs().pow(2)  # fmt: skip
+        spec = (
+            torch.stft(
+                wave,
+                self.n_fft,
+                self.hop_length,
+                window=torch.hann_window(self.n_fft),
+                center=True,
+                return_complex=True,
+            )
+            .abs()
+            .pow(2)
+        )
         mel = torch.matmul(spec.transpose(-1, -2), self.mel_filters()).transpose(-1, -2)
         return torch.log(mel + 1e-6)
 
@@ -106,27 +124,44 @@ class AudioPreprocessor(Preprocessor):
         if self.features == "logmel":
             self.mean, self.std = 0.0, 1.0
             sample = frame[columns[0]].drop_duplicates().head(2000).to_frame()
-            t = decode_column(sample[columns[0]], base_dir, self.decode, self._empty(), "", "<train>", "mask")
+            t = decode_column(
+                sample[columns[0]], base_dir, self.decode, self._empty(), "", "<train>", "mask"
+            )
             vals = t.values[1:]  # slot 0 is the empty placeholder
             if len(vals):
                 self.mean, self.std = float(vals.mean()), float(vals.std()) or 1.0
         return self
 
-    def transform(self, frame: pd.DataFrame, columns: list[str], base_dir: Path, source: str = "<table>",
-                  bad_cells: str = "raise") -> Transformed:  # fmt: skip
-        return decode_column(frame[columns[0]], base_dir, self.decode, self._empty(),
-                             "a readable, non-empty audio file (WAV/FLAC/OGG)", source, bad_cells)  # fmt: skip
+    def transform(
+        self,
+        frame: pd.DataFrame,
+        columns: list[str],
+        base_dir: Path,
+        source: str = "<table>",
+        bad_cells: str = "raise",
+    ) -> Transformed:
+        return decode_column(
+            frame[columns[0]],
+            base_dir,
+            self.decode,
+            self._empty(),
+            "a readable, non-empty audio file (WAV/FLAC/OGG)",
+            source,
+            bad_cells,
+        )
 
     def augment(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         """SpecAugment: one random time mask and one frequency mask per example."""
         if not self.specaugment or self.features != "logmel":
             return x
         b, n_mels, frames = x.shape
+
         def band(size: int, limit: int) -> torch.Tensor:  # (B, limit) bool mask of one random band
             width = (torch.rand(b, generator=generator) * (size + 1)).long()
             start = (torch.rand(b, generator=generator) * (limit - width + 1).clamp(min=1)).long()
             pos = torch.arange(limit)
             return (pos >= start[:, None]) & (pos < (start + width)[:, None])
+
         t_mask = band(self.time_mask, frames).to(x.device)[:, None, :]
         f_mask = band(self.freq_mask, n_mels).to(x.device)[:, :, None]
         return x.masked_fill(t_mask | f_mask, 0.0)

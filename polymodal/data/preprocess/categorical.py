@@ -31,7 +31,9 @@ class CategoricalPreprocessor(Preprocessor):
         self.max_categories = max_categories
         self.vocab: list[list[str]] = []  # per column, index 2.. in order
 
-    def fit(self, frame: pd.DataFrame, columns: list[str], base_dir: Path) -> CategoricalPreprocessor:
+    def fit(
+        self, frame: pd.DataFrame, columns: list[str], base_dir: Path
+    ) -> CategoricalPreprocessor:
         self.vocab = []
         for col in columns:
             keys = pd.Series([_key(v) for v in frame[col] if not is_missing(v)], dtype=object)
@@ -40,13 +42,20 @@ class CategoricalPreprocessor(Preprocessor):
             self.vocab.append(sorted(counts.index.tolist()))
         return self
 
-    def transform(self, frame: pd.DataFrame, columns: list[str], base_dir: Path, source: str = "<table>",
-                  bad_cells: str = "raise") -> Transformed:  # fmt: skip
+    def transform(
+        self,
+        frame: pd.DataFrame,
+        columns: list[str],
+        base_dir: Path,
+        source: str = "<table>",
+        bad_cells: str = "raise",
+    ) -> Transformed:
         ids = torch.zeros(len(frame), len(columns), dtype=torch.long)
         for j, (col, vocab) in enumerate(zip(columns, self.vocab, strict=True)):
             lookup = {v: i + 2 for i, v in enumerate(vocab)}
             ids[:, j] = torch.tensor(
-                [MISSING if is_missing(v) else lookup.get(_key(v), UNKNOWN) for v in frame[col]], dtype=torch.long
+                [MISSING if is_missing(v) else lookup.get(_key(v), UNKNOWN) for v in frame[col]],
+                dtype=torch.long,
             )
         return Transformed(ids, (ids != MISSING).any(1))
 

@@ -70,7 +70,9 @@ def decode_column(
                 unique[key] = len(values) - 1
             except Exception as err:  # any decoder failure is a bad cell, reported with its place
                 if bad_cells != "mask":
-                    raise DataError(f"{where(source, row, str(series.name))}: cannot read {desc}: expected {expected} ({err})") from err
+                    raise DataError(
+                        f"{where(source, row, str(series.name))}: cannot read {desc}: expected {expected} ({err})"
+                    ) from err
                 unique[key] = 0
         index[r] = unique[key]
         n_bad += int(unique[key] == 0)

@@ -40,18 +40,35 @@ class ImagePreprocessor(Preprocessor):
         self.mean = list(mean) if mean is not None else [0.5] * channels
         self.std = list(std) if std is not None else [0.5] * channels
         self.augment_enabled = augment
-        self.crop_scale_min, self.flip, self.rotation_degrees = crop_scale_min, flip, rotation_degrees
+        self.crop_scale_min, self.flip, self.rotation_degrees = (
+            crop_scale_min,
+            flip,
+            rotation_degrees,
+        )
 
     def options(self) -> dict[str, Any]:
         # the `augment` option is stored as `augment_enabled` (the name `augment` is the method)
-        keys = ("image_size", "channels", "mean", "std", "crop_scale_min", "flip", "rotation_degrees")
+        keys = (
+            "image_size",
+            "channels",
+            "mean",
+            "std",
+            "crop_scale_min",
+            "flip",
+            "rotation_degrees",
+        )
         return {**{k: getattr(self, k) for k in keys}, "augment": self.augment_enabled}
 
     def decode(self, target: bytes | Path) -> torch.Tensor:
         src: Any = io.BytesIO(target) if isinstance(target, bytes) else target
-        with Image.open(src) as img:
-            img.load()
-            if img.mode in ("RGBA", "LA", "P"):  # transparent pixels on white, as a viewer shows them
+        with Image.open(src) as opened:
+            opened.load()
+            img: Image.Image = opened
+            if img.mode in (
+                "RGBA",
+                "LA",
+                "P",
+            ):  # transparent pixels on white, as a viewer shows them
                 img = img.convert("RGBA")
                 bg = Image.new("RGBA", img.size, (255, 255, 255, 255))
                 img = Image.alpha_composite(bg, img)
@@ -63,11 +80,24 @@ class ImagePreprocessor(Preprocessor):
         std = torch.tensor(self.std).view(-1, 1, 1)
         return ((x - mean) / std).contiguous()  # (C, H, W)
 
-    def transform(self, frame: pd.DataFrame, columns: list[str], base_dir: Path, source: str = "<table>",
-                  bad_cells: str = "raise") -> Transformed:  # fmt: skip
+    def transform(
+        self,
+        frame: pd.DataFrame,
+        columns: list[str],
+        base_dir: Path,
+        source: str = "<table>",
+        bad_cells: str = "raise",
+    ) -> Transformed:
         empty = torch.zeros(self.channels, self.image_size, self.image_size)
-        return decode_column(frame[columns[0]], base_dir, self.decode, empty,
-                             "a readable image (PNG/JPEG/...)", source, bad_cells)  # fmt: skip
+        return decode_column(
+            frame[columns[0]],
+            base_dir,
+            self.decode,
+            empty,
+            "a readable image (PNG/JPEG/...)",
+            source,
+            bad_cells,
+        )
 
     def augment(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         """Random resized crop + flip + rotation for a batch (B, C, H, W), as one affine warp."""
@@ -80,10 +110,17 @@ class ImagePreprocessor(Preprocessor):
         flip = torch.where(rand() < 0.5, -1.0, 1.0) if self.flip else torch.ones(b)
         shift = (1 - scale) * (rand() * 2 - 1), (1 - scale) * (rand() * 2 - 1)
         cos, sin = torch.cos(angle) * scale, torch.sin(angle) * scale
-        theta = torch.stack([
-            torch.stack([cos * flip, -sin, shift[0]], 1),
-            torch.stack([sin * flip, cos, shift[1]], 1),
-        ], 1).to(x.dtype).to(x.device)  # fmt: skip
+        theta = (
+            torch.stack(
+                [
+                    torch.stack([cos * flip, -sin, shift[0]], 1),
+                    torch.stack([sin * flip, cos, shift[1]], 1),
+                ],
+                1,
+            )
+            .to(x.dtype)
+            .to(x.device)
+        )
         grid = F.affine_grid(theta, list(x.shape), align_corners=False)
         return F.grid_sample(x, grid, padding_mode="border", align_corners=False)
 

@@ -30,7 +30,9 @@ class NumericPreprocessor(Preprocessor):
             bad = values.isna() & frame[col].notna() & (frame[col].astype(str).str.strip() != "")
             if bad.any():
                 row = bad.idxmax()
-                raise DataError(f"{where(source, row, col)}: expected a number, got {frame[col][row]!r}")
+                raise DataError(
+                    f"{where(source, row, col)}: expected a number, got {frame[col][row]!r}"
+                )
             out[:, j] = values.to_numpy(dtype=np.float64)
         if self.log_transform:
             out = np.sign(out) * np.log1p(np.abs(out))
@@ -43,8 +45,14 @@ class NumericPreprocessor(Preprocessor):
         self.std = np.where(std > 0, std, 1.0).tolist()
         return self
 
-    def transform(self, frame: pd.DataFrame, columns: list[str], base_dir: Path, source: str = "<table>",
-                  bad_cells: str = "raise") -> Transformed:  # fmt: skip
+    def transform(
+        self,
+        frame: pd.DataFrame,
+        columns: list[str],
+        base_dir: Path,
+        source: str = "<table>",
+        bad_cells: str = "raise",
+    ) -> Transformed:
         x = self._values(frame, columns, source)
         present = ~np.isnan(x).all(1)
         z = (x - np.array(self.mean)) / np.array(self.std)

@@ -4,6 +4,7 @@ or cached hub id) for pretrained encoders."""
 
 from __future__ import annotations
 
+import itertools
 import re
 import zlib
 from collections import Counter
@@ -52,7 +53,7 @@ class TextPreprocessor(Preprocessor):
     def _ngram_ids(self, text: str) -> list[int]:
         words = self.words(text)[: self.max_length]
         ids = [self._hash("w:" + w) for w in words]
-        ids += [self._hash("b:" + a + " " + b) for a, b in zip(words, words[1:], strict=False)]
+        ids += [self._hash("b:" + a + " " + b) for a, b in itertools.pairwise(words)]
         for w in words:
             padded = f"<{w}>"
             for n in range(self.ngram_min, self.ngram_max + 1):
@@ -66,7 +67,9 @@ class TextPreprocessor(Preprocessor):
             try:
                 self._hf = AutoTokenizer.from_pretrained(self.tokenizer, local_files_only=True)
             except OSError as err:
-                raise DataError(f"tokenizer {self.tokenizer!r} not found locally (no downloads): {err}") from err
+                raise DataError(
+                    f"tokenizer {self.tokenizer!r} not found locally (no downloads): {err}"
+                ) from err
         return self._hf
 
     def encode(self, texts: list[str]) -> list[list[int]]:
@@ -89,15 +92,23 @@ class TextPreprocessor(Preprocessor):
         col = columns[0]
         texts = [str(v) for v in frame[col] if not is_missing(v)]
         if not texts:
-            raise DataError(f"<train>, column {col!r}: all {len(frame)} training rows are empty; expected some text")
+            raise DataError(
+                f"<train>, column {col!r}: all {len(frame)} training rows are empty; expected some text"
+            )
         if self.tokenizer == "word":
             counts = Counter(w for t in set(texts) for w in self.words(t))
             kept = [w for w, c in counts.most_common(self.max_vocab - 2) if c >= self.min_freq]
             self.vocab = sorted(kept)
         return self
 
-    def transform(self, frame: pd.DataFrame, columns: list[str], base_dir: Path, source: str = "<table>",
-                  bad_cells: str = "raise") -> Transformed:  # fmt: skip
+    def transform(
+        self,
+        frame: pd.DataFrame,
+        columns: list[str],
+        base_dir: Path,
+        source: str = "<table>",
+        bad_cells: str = "raise",
+    ) -> Transformed:
         cells = frame[columns[0]].tolist()
         present = torch.tensor([not is_missing(v) for v in cells], dtype=torch.bool)
         texts = [str(v) if ok else "" for v, ok in zip(cells, present.tolist(), strict=True)]
