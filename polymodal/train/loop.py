@@ -12,6 +12,7 @@ from typing import Any
 
 import torch
 from accelerate import Accelerator
+from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from torch import nn
 from torch.utils.data import DataLoader
@@ -174,7 +175,7 @@ def _run_epoch(
 ) -> float:
     model.train()
     total, count = 0.0, 0
-    with _progress(cfg, acc, len(loader), epoch) as bar:
+    with _progress(cfg, acc, len(loader), epoch, state) as bar:
         for batch in loader:
             features = pipeline.augment(batch["features"], aug_gen)
             masks = modality_dropout(batch["masks"], cfg.modality_dropout, aug_gen)
@@ -206,12 +207,15 @@ class _NoBar:
 
 
 class _Bar:
-    def __init__(self, total: int, epoch: int, epochs: int) -> None:
+    """Live bar: epoch, steps, running train loss, and the last validation value monitored."""
+
+    def __init__(self, total: int, epoch: int, epochs: int, last_val: str) -> None:
         self.progress = Progress(
             TextColumn(f"epoch {epoch + 1}/{epochs}"),
             BarColumn(),
             TextColumn("{task.completed}/{task.total}"),
             TextColumn("loss {task.fields[loss]:.4f}"),
+            TextColumn(last_val),
             TimeElapsedColumn(),
             TimeRemainingColumn(),
             transient=True,
@@ -226,9 +230,14 @@ class _Bar:
         self.progress.stop()
 
 
-def _progress(cfg: TrainerConfig, acc: Accelerator, total: int, epoch: int) -> Any:
-    if cfg.progress and acc.is_main_process:
-        return _Bar(total, epoch, cfg.epochs)
+def _progress(
+    cfg: TrainerConfig, acc: Accelerator, total: int, epoch: int, state: TrainState
+) -> Any:
+    if cfg.progress and acc.is_main_process and Console().is_terminal:
+        last = (
+            f"best val {cfg.monitor or 'loss'} {state.best:.4f}" if state.best is not None else ""
+        )
+        return _Bar(total, epoch, cfg.epochs, last)
     return _NoBar()
 
 
