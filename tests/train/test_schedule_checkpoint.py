@@ -15,7 +15,7 @@ def test_schedule_warmup_then_decay(schedule):
     if schedule == "constant":
         assert lrs[-1] == 1.0
     else:
-        assert lrs[-1] < 0.05 and all(a >= b for a, b in itertools.pairwise(lrs))
+        assert lrs[-1] < 0.05 and all(a >= b for a, b in itertools.pairwise(lrs[10:]))
 
 
 def test_unknown_schedule():
