@@ -148,3 +148,17 @@ def test_categorical_unknown_bucket(folder):
     )
     assert ids[0] >= 2 and ids[1] == 1 and ids[2] == 0
     assert pre.spec() == {"cardinalities": [4]}
+
+
+def test_per_clip_normalisation_cancels_loudness(folder):
+    t = np.arange(4000) / 8000
+    tone = np.sin(2 * np.pi * 500 * t).astype(np.float32)
+    sf.write(folder / "quiet.wav", 0.05 * tone, 8000)
+    sf.write(folder / "loud.wav", 0.5 * tone, 8000)
+    opts = {"type": "audio", "sample_rate": 8000, "max_seconds": 1.0, "n_fft": 200, "hop_length": 80,
+            "n_mels": 16, "normalize": "per_clip"}  # fmt: skip
+    pre = registry.build("preprocessor", opts)
+    frame = pd.DataFrame({"c": ["quiet.wav", "loud.wav"]})
+    x = pre.fit(frame, ["c"], folder).transform(frame, ["c"], folder).rows(torch.arange(2))
+    assert torch.allclose(x[0], x[1], atol=1e-3)
+    assert (x[:, :, 60:] == 0).all()  # padding after the 0.5 s clip

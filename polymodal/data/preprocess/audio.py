@@ -50,7 +50,12 @@ class AudioPreprocessor(Preprocessor):
         specaugment: bool = False,  # train-time time and frequency masking
         time_mask: int = 10,  # max masked frames
         freq_mask: int = 8,  # max masked mel bins
+        normalize: str = "global",  # "global": train-set mean/std; "per_clip": each clip's own
     ) -> None:
+        if normalize not in ("global", "per_clip"):
+            raise ValueError(
+                f"audio preprocessing: normalize must be 'global' or 'per_clip', got {normalize!r}"
+            )
         if features not in ("logmel", "waveform"):
             raise ValueError(
                 f"audio preprocessing: features must be 'logmel' or 'waveform', got {features!r}"
@@ -58,6 +63,7 @@ class AudioPreprocessor(Preprocessor):
         self.sample_rate, self.max_seconds, self.features = sample_rate, max_seconds, features
         self.n_fft, self.hop_length, self.n_mels = n_fft, hop_length, n_mels
         self.specaugment, self.time_mask, self.freq_mask = specaugment, time_mask, freq_mask
+        self.normalize = normalize
         self.mean, self.std = 0.0, 1.0
         self._mel: torch.Tensor | None = None
 
@@ -81,14 +87,16 @@ class AudioPreprocessor(Preprocessor):
             self._mel = torch.tensor(fb, dtype=torch.float32)  # (F, n_mels)
         return self._mel
 
-    def load_wave(self, target: bytes | Path) -> np.ndarray:
+    def load_wave(self, target: bytes | Path) -> tuple[np.ndarray, int]:
+        """Mono waveform at ``sample_rate``, cut / zero-padded to ``n_samples``; and its length
+        before padding."""
         src: Any = io.BytesIO(target) if isinstance(target, bytes) else str(target)
         wave, rate = sf.read(src, dtype="float32", always_2d=True)
         if wave.shape[0] == 0:
             raise ValueError("the audio has no samples")
         mono = wave.mean(axis=1)  # stereo / multi-channel -> mono
         mono = resample(mono, int(rate), self.sample_rate)[: self.n_samples]
-        return np.pad(mono, (0, self.n_samples - len(mono)))
+        return np.pad(mono, (0, self.n_samples - len(mono))), len(mono)
 
     def logmel(self, wave: torch.Tensor) -> torch.Tensor:
         """(S,) or (B, S) waveform -> (n_mels, T) or (B, n_mels, T) log-mel (not standardised)."""
@@ -108,10 +116,20 @@ class AudioPreprocessor(Preprocessor):
         return torch.log(mel + 1e-6)
 
     def decode(self, target: bytes | Path) -> torch.Tensor:
-        wave = torch.from_numpy(self.load_wave(target))
+        wave, length = self.load_wave(target)
+        x = torch.from_numpy(wave)
         if self.features == "waveform":
-            return wave
-        return (self.logmel(wave) - self.mean) / self.std
+            return x
+        mel = self.logmel(x)  # (n_mels, T)
+        if self.normalize == "global":
+            return (mel - self.mean) / self.std
+        # per-clip (CMVN): statistics of the clip's own frames, so loudness and microphone
+        # differences between speakers cancel; padding frames become 0 (the clip's mean)
+        valid = max(1, min(mel.shape[1], -(-length // self.hop_length)))
+        speech = mel[:, :valid]
+        out = (mel - speech.mean()) / speech.std().clamp(min=1e-3)
+        out[:, valid:] = 0.0
+        return out
 
     def _empty(self) -> torch.Tensor:
         if self.features == "waveform":
@@ -121,7 +139,7 @@ class AudioPreprocessor(Preprocessor):
 
     def fit(self, frame: pd.DataFrame, columns: list[str], base_dir: Path) -> AudioPreprocessor:
         """Global log-mel mean/std from (up to 2,000 distinct) training clips."""
-        if self.features == "logmel":
+        if self.features == "logmel" and self.normalize == "global":
             self.mean, self.std = 0.0, 1.0
             sample = frame[columns[0]].drop_duplicates().head(2000).to_frame()
             t = decode_column(
