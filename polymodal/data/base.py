@@ -7,6 +7,7 @@ options are the ``preprocessing:`` block of an input's config.
 
 from __future__ import annotations
 
+import abc
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
@@ -47,8 +48,8 @@ class Transformed:
         return self.values[self.index[rows]] if self.index is not None else self.values[rows]
 
 
-class Preprocessor:
-    """Base class: subclasses set ``modality`` and implement ``fit``/``transform``."""
+class Preprocessor(abc.ABC):
+    """Base class: subclasses set ``modality`` and implement ``transform`` (and usually ``fit``)."""
 
     modality: ClassVar[str] = ""
 
@@ -56,6 +57,7 @@ class Preprocessor:
         """Learn state (vocab, statistics) from the training rows only."""
         return self
 
+    @abc.abstractmethod
     def transform(
         self,
         frame: pd.DataFrame,
@@ -64,7 +66,7 @@ class Preprocessor:
         source: str = "<table>",
         bad_cells: str = "raise",
     ) -> Transformed:
-        raise NotImplementedError
+        """Tensors for every row of ``frame``; errors name ``source``, the row and the column."""
 
     def augment(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         """Train-time augmentation of a batch ``x`` (identity unless the modality has one)."""
@@ -78,8 +80,8 @@ class Preprocessor:
         """JSON-serialisable fitted state (vocabularies, statistics)."""
         return {}
 
-    def load_fitted_state(self, state: dict[str, Any]) -> None:
-        """Restore what :meth:`fitted_state` returned."""
+    def load_fitted_state(self, state: dict[str, Any]) -> None:  # noqa: B027 (optional hook)
+        """Restore what :meth:`fitted_state` returned (stateless preprocessors keep this no-op)."""
 
     # -- generic save/load: options (the __init__ kwargs) + fitted state, all JSON ---------------
     def options(self) -> dict[str, Any]:

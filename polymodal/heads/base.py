@@ -6,6 +6,7 @@ Heads work on (B, D) and on (B, M, D) (one token per modality, for decision-leve
 
 from __future__ import annotations
 
+import abc
 from typing import ClassVar
 
 import torch
@@ -20,7 +21,7 @@ LOSSES: dict[str, tuple[str, ...]] = {
 }
 
 
-class Head(nn.Module):
+class Head(nn.Module, abc.ABC):
     task: ClassVar[str] = ""
 
     def __init__(
@@ -62,11 +63,13 @@ class Head(nn.Module):
         per_row = self.row_loss(logits, target)  # (B,)
         return per_row.mean() if reduction == "mean" else per_row
 
+    @abc.abstractmethod
     def row_loss(self, logits: Tensor, target: Tensor) -> Tensor:
-        raise TypeError(f"{type(self).__name__} must define this method")
+        """Loss per row, (B,)."""
 
+    @abc.abstractmethod
     def decode(self, logits: Tensor) -> dict[str, Tensor]:
-        raise TypeError(f"{type(self).__name__} must define this method")
+        """Logits -> ``{"pred": ..., "proba": ...}`` (regression: ``pred`` only)."""
 
     def _weights(self) -> Tensor | None:
         weights: Tensor = self.class_weights  # type: ignore[assignment]
