@@ -1,28 +1,50 @@
-"""Reading tables: CSV / TSV, Parquet, JSON Lines."""
+"""Reading tables: CSV / TSV (optionally compressed), Parquet, JSON Lines or a JSON array of
+records."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from polymodal.data.base import DataError
 
+
+def _read_json(path: Path) -> pd.DataFrame:
+    """JSON Lines (one record per line), or an array of records when the file starts with '['."""
+    with open(path, "rb") as fh:
+        start = fh.read(4096).lstrip()
+    return pd.read_json(path, lines=not start.startswith(b"["))
+
+
+COMPRESSION = (".gz", ".bz2", ".xz", ".zip", ".zst")
 READERS = {
     ".csv": lambda p: pd.read_csv(p),
     ".tsv": lambda p: pd.read_csv(p, sep="\t"),
     ".parquet": lambda p: pd.read_parquet(p),
     ".pq": lambda p: pd.read_parquet(p),
     ".jsonl": lambda p: pd.read_json(p, lines=True),
-    ".json": lambda p: pd.read_json(p, lines=True),
+    ".json": _read_json,
 }
 
 
+def table_format(path: Path) -> str:
+    """The format suffix, looking through a compression suffix (``t.csv.gz`` -> ``.csv``)."""
+    suffixes = [s.lower() for s in path.suffixes]
+    if len(suffixes) >= 2 and suffixes[-1] in COMPRESSION:
+        return suffixes[-2]
+    return suffixes[-1] if suffixes else ""
+
+
 def read_table(path: str | Path) -> pd.DataFrame:
+    """A table as a DataFrame; errors name the file and what was expected."""
     path = Path(path)
     if not path.exists():
         raise DataError(f"{path}: table not found")
-    reader = READERS.get(path.suffix.lower())
+    if path.is_dir():
+        raise DataError(f"{path}: is a folder; expected a table file ({', '.join(READERS)})")
+    reader = READERS.get(table_format(path))
     if reader is None:
         raise DataError(
             f"{path}: unknown table format {path.suffix!r}; expected one of {', '.join(READERS)}"
@@ -30,7 +52,7 @@ def read_table(path: str | Path) -> pd.DataFrame:
     try:
         frame = reader(path)
     except (ValueError, OSError) as err:
-        raise DataError(f"{path}: could not be read as {path.suffix} ({err})") from err
+        raise DataError(f"{path}: could not be read as {table_format(path)} ({err})") from err
     if not isinstance(frame, pd.DataFrame):
         raise DataError(f"{path}: expected a table of records")
     return frame
@@ -43,8 +65,8 @@ def table_base_dir(path: str | Path) -> Path:
 
 def is_missing(value: object) -> bool:
     """None, NaN, pd.NA and empty/blank strings are missing cells."""
-    if value is None or value is pd.NA:
+    if value is None or value is pd.NA or value is pd.NaT:
         return True
-    if isinstance(value, float) and value != value:
-        return True
+    if isinstance(value, (float, np.floating)):
+        return bool(np.isnan(value))
     return isinstance(value, str) and not value.strip()

@@ -22,8 +22,19 @@ SPLIT_NAMES = {
 def split_frame(
     frame: pd.DataFrame, cfg: DataConfig, stratify_on: str | None, source: str = "<table>"
 ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """(train, val, test), each keeping the original index labels; ``stratify_on`` (a target
+    column) keeps class shares alike across the parts when every class has enough rows."""
     if cfg.split_column:
-        return _by_column(frame, cfg.split_column, source)
+        train, val, test = _by_column(frame, cfg.split_column, source)
+        if len(train) == 0:
+            raise DataError(f"{source}: split column {cfg.split_column!r} marks no row as 'train'")
+        return train, val, test
+    fractions = (cfg.val_fraction, cfg.test_fraction)
+    if min(fractions) < 0 or sum(fractions) >= 1:
+        raise DataError(
+            f"{source}: val_fraction ({cfg.val_fraction}) + test_fraction ({cfg.test_fraction}) "
+            "must be non-negative and leave rows for training (sum < 1)"
+        )
     rest, test = _split(frame, cfg.test_fraction, stratify_on, cfg.seed)
     val_share = cfg.val_fraction / max(1e-9, 1.0 - cfg.test_fraction)
     train, val = _split(rest, val_share, stratify_on, cfg.seed + 1)
@@ -42,14 +53,15 @@ def _by_column(
     names = frame[column].astype(str).str.strip().str.lower()
     bad = ~names.isin(list(SPLIT_NAMES))
     if bad.any():
-        row = bad.idxmax()
+        pos = int(bad.to_numpy().argmax())  # positional: index labels may repeat
         raise DataError(
-            f"{where(source, row, column)}: unknown split {frame.loc[row, column]!r}; "
+            f"{where(source, frame.index[pos], column)}: unknown split "
+            f"{frame[column].iloc[pos]!r}; "
             f"expected one of {sorted(SPLIT_NAMES)}"
         )
     mapped = names.map(SPLIT_NAMES)
-    parts = tuple(frame[mapped == s] for s in ("train", "val", "test"))
-    return parts  # type: ignore[return-value]
+    train, val, test = (frame[mapped == s] for s in ("train", "val", "test"))
+    return train, val, test
 
 
 def _split(
@@ -59,9 +71,10 @@ def _split(
         return frame, frame.iloc[:0]
     strat = None
     if stratify_on and stratify_on in frame.columns:
-        counts = frame[stratify_on].value_counts(dropna=False)
+        labels = frame[stratify_on].map(str)  # str: list cells (multilabel) are unhashable
+        counts = labels.value_counts(dropna=False)
         n_out = max(1, round(share * len(frame)))
         if counts.min() >= 2 and n_out >= len(counts) and len(frame) - n_out >= len(counts):
-            strat = frame[stratify_on].astype(str)
+            strat = labels
     a, b = train_test_split(frame, test_size=share, random_state=seed, stratify=strat)
     return a, b

@@ -22,8 +22,16 @@ def _label(value: Any) -> Any:
     return value
 
 
+TASKS = ("binary", "multiclass", "multilabel", "regression")
+
+
 class TargetEncoder:
+    """One output column <-> head targets. Binary: float 0/1 with the second sorted class as
+    positive; multiclass: class indices; multilabel: (N, K) 0/1; regression: z-scores."""
+
     def __init__(self, task: str, label_separator: str = "|") -> None:
+        if task not in TASKS:
+            raise ValueError(f"unknown task {task!r}; valid choices: {', '.join(TASKS)}")
         self.task = task
         self.label_separator = label_separator
         self.classes: list[Any] = []
@@ -42,11 +50,17 @@ class TargetEncoder:
             return self
         if self.task == "multilabel":
             labels = sorted({x for cell in series for x in self._split(cell)}, key=str)
+            if not labels:
+                raise DataError(
+                    f"{source}, column {series.name!r}: the multilabel target has no labels at "
+                    f"all; expected lists or {self.label_separator!r}-separated strings"
+                )
         else:
             labels = sorted({_label(v) for v in series}, key=lambda v: (str(type(v)), v))
         if len(labels) < 2 and self.task != "multilabel":
             raise DataError(
-                f"{source}, column {series.name!r}: the target has only one class ({labels}); need at least 2"
+                f"{source}, column {series.name!r}: the target has only one class ({labels}); "
+                "need at least 2"
             )
         if self.task == "binary" and len(labels) > 2:
             raise DataError(
@@ -78,8 +92,10 @@ class TargetEncoder:
 
     def _index(self, lookup: dict[Any, int], value: Any, source: str, row: Any, column: Any) -> int:
         if value not in lookup:
+            known = self.classes[:20] + (["..."] if len(self.classes) > 20 else [])
             raise DataError(
-                f"{where(source, row, str(column))}: label {value!r} was not seen in training; known labels: {self.classes[:20]}"
+                f"{where(source, row, str(column))}: label {value!r} was not seen in training; "
+                f"known labels: {known}"
             )
         return lookup[value]
 
@@ -92,11 +108,12 @@ class TargetEncoder:
         values = pd.to_numeric(series, errors="coerce")
         bad = values.isna() & series.notna()
         if bad.any():
-            row = bad.idxmax()
+            pos = int(np.argmax(bad.to_numpy()))  # positional: index labels may repeat
             raise DataError(
-                f"{where(source, row, str(series.name))}: expected a number, got {series[row]!r}"
+                f"{where(source, series.index[pos], str(series.name))}: expected a number, "
+                f"got {series.iloc[pos]!r}"
             )
-        return values.to_numpy(dtype=np.float64)
+        return values.to_numpy(dtype=np.float64, na_value=np.nan)
 
     def _check_missing(self, series: pd.Series, source: str) -> None:
         missing = [

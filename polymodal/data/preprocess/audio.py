@@ -87,16 +87,18 @@ class AudioPreprocessor(Preprocessor):
             self._mel = torch.tensor(fb, dtype=torch.float32)  # (F, n_mels)
         return self._mel
 
-    def load_wave(self, target: bytes | Path) -> tuple[np.ndarray, int]:
-        """Mono waveform at ``sample_rate``, cut / zero-padded to ``n_samples``; and its length
-        before padding."""
+    def load_wave(self, target: bytes | Path) -> np.ndarray:
+        """Mono float32 waveform at ``sample_rate``, cut / zero-padded to ``n_samples``."""
         src: Any = io.BytesIO(target) if isinstance(target, bytes) else str(target)
         wave, rate = sf.read(src, dtype="float32", always_2d=True)
         if wave.shape[0] == 0:
             raise ValueError("the audio has no samples")
         mono = wave.mean(axis=1)  # stereo / multi-channel -> mono
         mono = resample(mono, int(rate), self.sample_rate)[: self.n_samples]
-        return np.pad(mono, (0, self.n_samples - len(mono))), len(mono)
+        return np.pad(mono, (0, self.n_samples - len(mono))).astype(np.float32)
+
+    def decode(self, target: bytes | Path) -> torch.Tensor:
+        return torch.from_numpy(self.load_wave(target))  # (S,)
 
     def logmel(self, wave: torch.Tensor) -> torch.Tensor:
         """(S,) or (B, S) waveform -> (n_mels, T) or (B, n_mels, T) log-mel (not standardised)."""
@@ -105,31 +107,38 @@ class AudioPreprocessor(Preprocessor):
                 wave,
                 self.n_fft,
                 self.hop_length,
-                window=torch.hann_window(self.n_fft),
+                window=torch.hann_window(self.n_fft, device=wave.device),
                 center=True,
                 return_complex=True,
             )
             .abs()
             .pow(2)
-        )
-        mel = torch.matmul(spec.transpose(-1, -2), self.mel_filters()).transpose(-1, -2)
+        )  # (B, F, T)
+        fb = self.mel_filters().to(wave.device)  # (F, n_mels)
+        mel = torch.matmul(spec.transpose(-1, -2), fb).transpose(-1, -2)  # (B, n_mels, T)
         return torch.log(mel + 1e-6)
 
-    def decode(self, target: bytes | Path) -> torch.Tensor:
-        wave, length = self.load_wave(target)
-        x = torch.from_numpy(wave)
+    def finish(self, waves: torch.Tensor) -> torch.Tensor:
+        """A chunk of padded waveforms (B, S) -> model inputs: (B, n_mels, T) standardised
+        log-mel, or the waveforms themselves."""
         if self.features == "waveform":
-            return x
-        mel = self.logmel(x)  # (n_mels, T)
+            return waves
+        mel = self.logmel(waves)  # (B, n_mels, T)
         if self.normalize == "global":
             return (mel - self.mean) / self.std
-        # per-clip (CMVN): statistics of the clip's own frames, so loudness and microphone
-        # differences between speakers cancel; padding frames become 0 (the clip's mean)
-        valid = max(1, min(mel.shape[1], -(-length // self.hop_length)))
-        speech = mel[:, :valid]
-        out = (mel - speech.mean()) / speech.std().clamp(min=1e-3)
-        out[:, valid:] = 0.0
-        return out
+        return self._per_clip(mel, _lengths(waves))
+
+    def _per_clip(self, mel: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """CMVN over each clip's own frames, so loudness and microphone differences between
+        speakers cancel; padding frames become 0 (the clip's mean)."""
+        frames = mel.shape[-1]
+        valid = (-(-lengths // self.hop_length)).clamp(1, frames)  # (B,) ceil division
+        keep = (torch.arange(frames) < valid[:, None])[:, None, :].to(mel.dtype)  # (B, 1, T)
+        count = keep.sum((1, 2)) * mel.shape[1]  # (B,)
+        mean = (mel * keep).sum((1, 2)) / count
+        centred = (mel - mean[:, None, None]) * keep
+        var = centred.pow(2).sum((1, 2)) / (count - 1).clamp(min=1)  # unbiased, as Tensor.std
+        return centred / var.sqrt().clamp(min=1e-3)[:, None, None]
 
     def _empty(self) -> torch.Tensor:
         if self.features == "waveform":
@@ -139,11 +148,11 @@ class AudioPreprocessor(Preprocessor):
 
     def fit(self, frame: pd.DataFrame, columns: list[str], base_dir: Path) -> AudioPreprocessor:
         """Global log-mel mean/std from (up to 2,000 distinct) training clips."""
+        self.mean, self.std = 0.0, 1.0
         if self.features == "logmel" and self.normalize == "global":
-            self.mean, self.std = 0.0, 1.0
-            sample = frame[columns[0]].drop_duplicates().head(2000).to_frame()
+            sample = frame[columns[0]].drop_duplicates().head(2000)
             t = decode_column(
-                sample[columns[0]], base_dir, self.decode, self._empty(), "", "<train>", "mask"
+                sample, base_dir, self.decode, self._empty(), "", "<train>", "mask", self.logmel
             )
             vals = t.values[1:]  # slot 0 is the empty placeholder
             if len(vals):
@@ -166,6 +175,7 @@ class AudioPreprocessor(Preprocessor):
             "a readable, non-empty audio file (WAV/FLAC/OGG)",
             source,
             bad_cells,
+            finish=self.finish,
         )
 
     def augment(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
@@ -194,6 +204,14 @@ class AudioPreprocessor(Preprocessor):
 
     def load_fitted_state(self, state: dict[str, Any]) -> None:
         self.mean, self.std = float(state["mean"]), float(state["std"])
+
+
+def _lengths(waves: torch.Tensor) -> torch.Tensor:
+    """Samples up to the last non-zero one, per row of (B, S): the clip without its zero padding
+    (trailing digital silence counts as padding too, which per-clip statistics should skip)."""
+    nonzero = waves != 0
+    last = waves.shape[1] - nonzero.flip(1).int().argmax(1)  # (B,)
+    return torch.where(nonzero.any(1), last, torch.zeros_like(last))
 
 
 __all__ = ["AudioPreprocessor", "resample"]

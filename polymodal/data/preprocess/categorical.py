@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import torch
 
@@ -17,9 +19,11 @@ MISSING, UNKNOWN = 0, 1
 
 def _key(value: Any) -> str:
     """Categories compared as strings, so 3 and "3" and 3.0 are one category."""
+    if isinstance(value, np.generic):
+        value = value.item()
     if isinstance(value, float) and value.is_integer():
         value = int(value)
-    return str(value)
+    return str(value).strip()
 
 
 @register("preprocessor", "categorical")
@@ -34,12 +38,16 @@ class CategoricalPreprocessor(Preprocessor):
     def fit(
         self, frame: pd.DataFrame, columns: list[str], base_dir: Path
     ) -> CategoricalPreprocessor:
-        self.vocab = []
+        vocab = []
         for col in columns:
-            keys = pd.Series([_key(v) for v in frame[col] if not is_missing(v)], dtype=object)
-            counts = keys.value_counts()
-            counts = counts[counts >= self.min_freq].head(self.max_categories)
-            self.vocab.append(sorted(counts.index.tolist()))
+            counts: Counter[str] = Counter()
+            for value, times in frame[col].value_counts(dropna=True).items():
+                if not is_missing(value):
+                    counts[_key(value)] += int(times)  # 3 and 3.0 pool into "3"
+            kept = [k for k, c in counts.items() if c >= self.min_freq]
+            kept = sorted(kept, key=lambda k: (-counts[k], k))[: self.max_categories]
+            vocab.append(sorted(kept))
+        self.vocab = vocab
         return self
 
     def transform(
@@ -50,14 +58,18 @@ class CategoricalPreprocessor(Preprocessor):
         source: str = "<table>",
         bad_cells: str = "raise",
     ) -> Transformed:
-        ids = torch.zeros(len(frame), len(columns), dtype=torch.long)
+        ids = np.zeros((len(frame), len(columns)), dtype=np.int64)
         for j, (col, vocab) in enumerate(zip(columns, self.vocab, strict=True)):
             lookup = {v: i + 2 for i, v in enumerate(vocab)}
-            ids[:, j] = torch.tensor(
-                [MISSING if is_missing(v) else lookup.get(_key(v), UNKNOWN) for v in frame[col]],
-                dtype=torch.long,
+            codes, uniques = pd.factorize(frame[col], use_na_sentinel=True)  # each value once
+            mapped = np.array(
+                [MISSING if is_missing(u) else lookup.get(_key(u), UNKNOWN) for u in uniques]
+                + [MISSING],  # code -1 (NaN / None) -> the last entry
+                dtype=np.int64,
             )
-        return Transformed(ids, (ids != MISSING).any(1))
+            ids[:, j] = mapped[codes]
+        out = torch.from_numpy(ids)  # (N, K)
+        return Transformed(out, (out != MISSING).any(1))
 
     def spec(self) -> dict[str, Any]:
         return {"cardinalities": [len(v) + 2 for v in self.vocab]}

@@ -39,6 +39,11 @@ class ImagePreprocessor(Preprocessor):
         self.image_size, self.channels = image_size, channels
         self.mean = list(mean) if mean is not None else [0.5] * channels
         self.std = list(std) if std is not None else [0.5] * channels
+        if len(self.mean) != channels or len(self.std) != channels:
+            raise ValueError(
+                f"image preprocessing: mean and std need one value per channel ({channels}), "
+                f"got {self.mean} and {self.std}"
+            )
         self.augment_enabled = augment
         self.crop_scale_min, self.flip, self.rotation_degrees = (
             crop_scale_min,

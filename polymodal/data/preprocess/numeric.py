@@ -29,20 +29,26 @@ class NumericPreprocessor(Preprocessor):
             values = pd.to_numeric(frame[col], errors="coerce")
             bad = values.isna() & frame[col].notna() & (frame[col].astype(str).str.strip() != "")
             if bad.any():
-                row = bad.idxmax()
+                pos = int(np.argmax(bad.to_numpy()))  # positional: index labels may repeat
                 raise DataError(
-                    f"{where(source, row, col)}: expected a number, got {frame[col][row]!r}"
+                    f"{where(source, frame.index[pos], col)}: expected a number, "
+                    f"got {frame[col].iloc[pos]!r}"
                 )
-            out[:, j] = values.to_numpy(dtype=np.float64)
+            out[:, j] = values.to_numpy(dtype=np.float64, na_value=np.nan)
+        out[np.isinf(out)] = np.nan  # +-inf cannot be standardised: treat as missing
         if self.log_transform:
             out = np.sign(out) * np.log1p(np.abs(out))
         return out
 
     def fit(self, frame: pd.DataFrame, columns: list[str], base_dir: Path) -> NumericPreprocessor:
-        x = self._values(frame, columns, "<train>")
-        self.mean = np.nan_to_num(np.nanmean(x, 0) if len(x) else np.zeros(len(columns))).tolist()
-        std = np.nan_to_num(np.nanstd(x, 0) if len(x) else np.ones(len(columns)))
-        self.std = np.where(std > 0, std, 1.0).tolist()
+        x = self._values(frame, columns, "<train>")  # (N, F), NaN where missing
+        seen = ~np.isnan(x)
+        count = np.maximum(seen.sum(0), 1)  # an all-missing column gets mean 0, std 1
+        mean = np.where(seen, x, 0.0).sum(0) / count
+        var = np.where(seen, (x - mean) ** 2, 0.0).sum(0) / count
+        std = np.sqrt(var)
+        self.mean = mean.tolist()
+        self.std = np.where(std > 0, std, 1.0).tolist()  # constant column: std 0 -> 1
         return self
 
     def transform(

@@ -11,6 +11,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import torch
 
@@ -40,7 +41,9 @@ class TextPreprocessor(Preprocessor):
         self.tokenizer, self.max_length, self.lowercase = tokenizer, max_length, lowercase
         self.min_freq, self.max_vocab = min_freq, max_vocab
         self.buckets, self.ngram_min, self.ngram_max = buckets, ngram_min, ngram_max
-        self.vocab: list[str] = []
+        self.vocab: list[str] = []  # word tokenizer: id 2.. in order (0 = pad, 1 = unknown)
+        self._lookup: dict[str, int] = {}
+        self._char_cache: dict[str, list[int]] = {}
         self._hf: Any = None
 
     # -- tokenisation ------------------------------------------------------------------------
@@ -50,15 +53,34 @@ class TextPreprocessor(Preprocessor):
     def _hash(self, token: str) -> int:
         return 2 + zlib.crc32(token.encode("utf-8")) % self.buckets  # stable across runs
 
+    def _char_ids(self, word: str) -> list[int]:
+        """Hashed character n-grams of ``<word>``, memoised: words repeat far more than texts."""
+        ids = self._char_cache.get(word)
+        if ids is None:
+            padded = f"<{word}>"
+            ids = [
+                self._hash("c:" + padded[i : i + n])
+                for n in range(self.ngram_min, self.ngram_max + 1)
+                for i in range(len(padded) - n + 1)
+            ]
+            if len(self._char_cache) < 500_000:
+                self._char_cache[word] = ids
+        return ids
+
     def _ngram_ids(self, text: str) -> list[int]:
+        """fastText-style ids, most informative first so truncation to ``max_length`` keeps them:
+        words interleaved with the bigrams that end at them, then character n-grams."""
         words = self.words(text)[: self.max_length]
-        ids = [self._hash("w:" + w) for w in words]
-        ids += [self._hash("b:" + a + " " + b) for a, b in itertools.pairwise(words)]
+        ids: list[int] = []
+        for i, w in enumerate(words):
+            ids.append(self._hash("w:" + w))
+            if i:
+                ids.append(self._hash("b:" + words[i - 1] + " " + w))
         for w in words:
-            padded = f"<{w}>"
-            for n in range(self.ngram_min, self.ngram_max + 1):
-                ids += [self._hash("c:" + padded[i : i + n]) for i in range(len(padded) - n + 1)]
-        return ids[: self.max_length * 8]
+            if len(ids) >= self.max_length:
+                break
+            ids += self._char_ids(w)
+        return ids[: self.max_length]
 
     def hf(self) -> Any:
         if self._hf is None:
@@ -66,15 +88,18 @@ class TextPreprocessor(Preprocessor):
 
             try:
                 self._hf = AutoTokenizer.from_pretrained(self.tokenizer, local_files_only=True)
-            except OSError as err:
+            except (OSError, ValueError) as err:
                 raise DataError(
-                    f"tokenizer {self.tokenizer!r} not found locally (no downloads): {err}"
+                    f"text preprocessing: tokenizer {self.tokenizer!r} is neither 'word', "
+                    f"'ngram_hash' nor a Hugging Face tokenizer available locally (no downloads): "
+                    f"{err}"
                 ) from err
         return self._hf
 
     def encode(self, texts: list[str]) -> list[list[int]]:
+        """Token ids per text, at most ``max_length`` each (no padding)."""
         if self.tokenizer == "word":
-            lookup = {w: i + 2 for i, w in enumerate(self.vocab)}
+            lookup = self._lookup
             return [[lookup.get(w, UNK) for w in self.words(t)[: self.max_length]] for t in texts]
         if self.tokenizer == "ngram_hash":
             return [self._ngram_ids(t) for t in texts]
@@ -93,12 +118,19 @@ class TextPreprocessor(Preprocessor):
         texts = [str(v) for v in frame[col] if not is_missing(v)]
         if not texts:
             raise DataError(
-                f"<train>, column {col!r}: all {len(frame)} training rows are empty; expected some text"
+                f"<train>, column {col!r}: all {len(frame)} training rows are empty; "
+                "expected some text"
             )
         if self.tokenizer == "word":
-            counts = Counter(w for t in set(texts) for w in self.words(t))
-            kept = [w for w, c in counts.most_common(self.max_vocab - 2) if c >= self.min_freq]
-            self.vocab = sorted(kept)
+            counts: Counter[str] = Counter()
+            for text, times in Counter(texts).items():  # tokenise each distinct text once
+                for w in self.words(text):
+                    counts[w] += times
+            ranked = sorted(counts.items(), key=lambda wc: (-wc[1], wc[0]))  # ties: alphabetical
+            kept = [w for w, c in ranked if c >= self.min_freq][: max(0, self.max_vocab - 2)]
+            self.load_fitted_state({"vocab": kept})
+        elif self.tokenizer != "ngram_hash":
+            self.hf()  # a missing tokenizer fails here, at fit, not mid-way through training
         return self
 
     def transform(
@@ -110,18 +142,15 @@ class TextPreprocessor(Preprocessor):
         bad_cells: str = "raise",
     ) -> Transformed:
         cells = frame[columns[0]].tolist()
-        present = torch.tensor([not is_missing(v) for v in cells], dtype=torch.bool)
-        texts = [str(v) if ok else "" for v, ok in zip(cells, present.tolist(), strict=True)]
+        present = np.array([not is_missing(v) for v in cells], dtype=bool)
+        texts = [str(v) if ok else "" for v, ok in zip(cells, present, strict=True)]
         unique = list(dict.fromkeys(texts))  # each distinct text tokenised once
         pos = {t: i for i, t in enumerate(unique)}
-        ids = self.encode(unique)
-        width = max(1, max((len(x) for x in ids), default=1))
-        out = torch.full((len(unique), width), self.pad_id, dtype=torch.long)
-        for i, (text, row) in enumerate(zip(unique, ids, strict=True)):
-            if text and row:
-                out[i, : len(row)] = torch.tensor(row, dtype=torch.long)
+        filled = [t for t in unique if t]
+        encoded = dict(zip(filled, self.encode(filled), strict=True)) if filled else {}
+        ids = [encoded.get(t, []) for t in unique]  # missing text: no tokens, all padding
         index = torch.tensor([pos[t] for t in texts], dtype=torch.long)
-        return Transformed(out, present, index=index)
+        return Transformed(_pad(ids, self.pad_id), torch.from_numpy(present), index=index)
 
     def spec(self) -> dict[str, Any]:
         if self.tokenizer == "word":
@@ -137,3 +166,14 @@ class TextPreprocessor(Preprocessor):
 
     def load_fitted_state(self, state: dict[str, Any]) -> None:
         self.vocab = list(state["vocab"])
+        self._lookup = {w: i + 2 for i, w in enumerate(self.vocab)}
+
+
+def _pad(ids: list[list[int]], pad_id: int) -> torch.Tensor:
+    """Ragged id lists -> (U, L) LongTensor, L = the longest list (at least 1)."""
+    lengths = np.fromiter((len(x) for x in ids), dtype=np.int64, count=len(ids))
+    width = max(1, int(lengths.max(initial=0)))
+    out = np.full((len(ids), width), pad_id, dtype=np.int64)
+    flat = np.fromiter(itertools.chain.from_iterable(ids), dtype=np.int64, count=int(lengths.sum()))
+    out[np.arange(width) < lengths[:, None]] = flat  # row-major fill keeps each row's order
+    return torch.from_numpy(out)
