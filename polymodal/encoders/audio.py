@@ -25,9 +25,14 @@ class AudioCNN(Encoder):
         out_dim: int = 128,
         norm: str = "batch",
         dropout: float = 0.1,
+        pool: str = "global",  # "global"; "freq": average over time only, keep mel positions
+        n_mels: int = 64,
     ) -> None:
         super().__init__()
-        self.features = ConvStack(1, channels, norm=norm)
+        if pool not in ("global", "freq"):
+            raise ValueError(f"audio_cnn: pool must be 'global' or 'freq', got {pool!r}")
+        stack_pool = "width" if pool == "freq" else "global"
+        self.features = ConvStack(1, channels, norm=norm, pool=stack_pool, height=n_mels)
         self.dropout = nn.Dropout(dropout)
         self.proj = nn.Linear(self.features.out_dim, out_dim)
         self.out_dim = out_dim

@@ -29,9 +29,15 @@ class ImageCNN(Encoder):
         out_dim: int = 128,
         norm: str = "batch",
         dropout: float = 0.1,
+        pool: str = "global",  # "global" (any size) or "flatten" (keep the layout; fixed size)
+        image_size: int = 224,
     ) -> None:
         super().__init__()
-        self.features = ConvStack(in_channels, channels, norm=norm)
+        if pool not in ("global", "flatten"):
+            raise ValueError(f"image_cnn: pool must be 'global' or 'flatten', got {pool!r}")
+        self.features = ConvStack(
+            in_channels, channels, norm=norm, pool=pool, height=image_size, width=image_size
+        )
         self.dropout = nn.Dropout(dropout)
         self.proj = nn.Linear(self.features.out_dim, out_dim)
         self.out_dim = out_dim

@@ -33,6 +33,7 @@ class Head(nn.Module, abc.ABC):
         loss: str = "default",
         focal_gamma: float = 2.0,
         class_weights: list[float] | None = None,
+        label_smoothing: float = 0.0,  # classification: soften targets, curbs overconfidence
     ) -> None:
         super().__init__()
         if loss not in LOSSES[self.task]:
@@ -45,7 +46,14 @@ class Head(nn.Module, abc.ABC):
             hidden,
             dropout,
         )
+        if label_smoothing and self.task == "regression":
+            raise ValueError("regression head: label_smoothing applies to classification only")
+        if not 0.0 <= label_smoothing < 1.0:
+            raise ValueError(
+                f"{self.task} head: label_smoothing must be in [0, 1), got {label_smoothing}"
+            )
         self.loss_name, self.focal_gamma = loss, focal_gamma
+        self.label_smoothing = label_smoothing
         layers: list[nn.Module] = [nn.Dropout(dropout)]
         if hidden:
             layers += [nn.Linear(in_dim, hidden), nn.GELU(), nn.Dropout(dropout)]
@@ -70,6 +78,10 @@ class Head(nn.Module, abc.ABC):
     @abc.abstractmethod
     def decode(self, logits: Tensor) -> dict[str, Tensor]:
         """Logits -> ``{"pred": ..., "proba": ...}`` (regression: ``pred`` only)."""
+
+    def _smooth(self, target: Tensor) -> Tensor:
+        """Binary targets pulled towards 0.5 by ``label_smoothing``."""
+        return target * (1 - self.label_smoothing) + 0.5 * self.label_smoothing
 
     def _weights(self) -> Tensor | None:
         weights: Tensor = self.class_weights  # type: ignore[assignment]

@@ -17,7 +17,7 @@ class BinaryHead(Head):
     task = "binary"
 
     def row_loss(self, logits: Tensor, target: Tensor) -> Tensor:
-        logit, target = logits[..., 0], target.float()
+        logit, target = logits[..., 0], self._smooth(target.float())
         if self.loss_name == "focal":
             return sigmoid_focal(logit, target, self.focal_gamma, self._weights())
         return F.binary_cross_entropy_with_logits(
@@ -39,7 +39,13 @@ class MulticlassHead(Head):
         target = target.long()
         if self.loss_name == "focal":
             return softmax_focal(logits, target, self.focal_gamma, self._weights())
-        return F.cross_entropy(logits, target, weight=self._weights(), reduction="none")
+        return F.cross_entropy(
+            logits,
+            target,
+            weight=self._weights(),
+            reduction="none",
+            label_smoothing=self.label_smoothing,
+        )
 
     def decode(self, logits: Tensor) -> dict[str, Tensor]:
         proba = torch.softmax(logits, dim=-1)
@@ -53,7 +59,7 @@ class MultilabelHead(Head):
     task = "multilabel"
 
     def row_loss(self, logits: Tensor, target: Tensor) -> Tensor:
-        target = target.float()
+        target = self._smooth(target.float())
         if self.loss_name == "focal":
             loss = sigmoid_focal(logits, target, self.focal_gamma, self._weights())
         else:

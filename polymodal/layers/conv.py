@@ -73,19 +73,50 @@ class ResidualBlock(nn.Module):
         return self.act(out + self.shortcut(x))
 
 
-class ConvStack(nn.Module):
-    """``ConvBlock`` per width, then global average pooling: (B, C, H, W) -> (B, channels[-1]).
+POOLS = ("global", "width", "flatten")
 
-    Global pooling makes the output size independent of the input's height and width.
+
+class ConvStack(nn.Module):
+    """``ConvBlock`` per width, then pooling: (B, C, H, W) -> (B, out_dim).
+
+    ``pool="global"`` averages over H and W: the output size does not depend on the input's
+    (out_dim = C). ``"width"`` averages over W only and keeps the H' positions (out_dim = C * H'):
+    for spectrograms, where the frequency position carries meaning. ``"flatten"`` keeps every
+    position (out_dim = C * H' * W', LeNet-style): for small fixed-size images where layout matters.
+    ``height`` / ``width`` are the input's size, needed by the position-keeping poolings.
     """
 
-    def __init__(self, in_channels: int, channels: Sequence[int], norm: str = "batch") -> None:
+    def __init__(
+        self,
+        in_channels: int,
+        channels: Sequence[int],
+        norm: str = "batch",
+        pool: str = "global",
+        height: int | None = None,
+        width: int | None = None,
+    ) -> None:
         super().__init__()
+        if pool not in POOLS:
+            raise ValueError(f"pool must be one of {', '.join(POOLS)}; got {pool!r}")
+        if (pool != "global" and not height) or (pool == "flatten" and not width):
+            raise ValueError(f"pool={pool!r} needs the input's height (and width for 'flatten')")
         widths = [in_channels, *channels]
         self.blocks = nn.Sequential(
             *(ConvBlock(a, b, norm=norm) for a, b in itertools.pairwise(widths))
         )
-        self.out_dim = widths[-1]
+        self.pool = pool
+        shrink = 2 ** len(channels)  # ceil_mode pooling halves each side, rounding up
+        kept = {
+            "global": 1,
+            "width": -(-(height or 1) // shrink),
+            "flatten": -(-(height or 1) // shrink) * -(-(width or 1) // shrink),
+        }[pool]
+        self.out_dim = widths[-1] * kept
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.blocks(x).mean(dim=(2, 3))  # (B, C, H, W) -> (B, C_last)
+        h = self.blocks(x)  # (B, C, H', W')
+        if self.pool == "width":
+            return h.mean(dim=3).flatten(1)  # (B, C * H')
+        if self.pool == "flatten":
+            return h.flatten(1)  # (B, C * H' * W')
+        return h.mean(dim=(2, 3))  # (B, C)

@@ -106,6 +106,20 @@ def build(name: str) -> tuple[torch.nn.Module, torch.Tensor]:
 NAMES = registry.names("encoder")
 
 
+@pytest.mark.parametrize(
+    ("name", "config", "features"),
+    [("image_cnn", {"pool": "flatten"}, 8 * 3 * 3), ("audio_cnn", {"pool": "freq"}, 8 * 4)],
+)
+def test_position_keeping_pools(name: str, config: dict[str, Any], features: int) -> None:
+    base, injected, x = case(name)
+    encoder = registry.build("encoder", {**base, **config}, where=name, **injected)
+    out = encoder(x)
+    assert out.shape == (B, encoder.out_dim)
+    out.sum().backward()
+    # 12x12 image / 16 mel bins, two 2x poolings: every position (3x3) / every mel band (4) kept
+    assert encoder.features.out_dim == features
+
+
 @pytest.mark.parametrize("name", NAMES)
 def test_shape_and_contract(name: str) -> None:
     torch.manual_seed(0)

@@ -54,3 +54,27 @@ def test_focal_and_class_weights_change_the_loss(task):
 def test_unknown_loss_lists_choices():
     with pytest.raises(ValueError, match="valid choices: default, focal"):
         registry.build("head", {"type": "binary"}, in_dim=D, num_outputs=1, loss="hinge")
+
+
+@pytest.mark.parametrize("task", ["binary", "multiclass", "multilabel"])
+def test_label_smoothing_penalises_confident_correct_logits(task):
+    target = _target(task)
+    if task == "multiclass":
+        logits = 20.0 * torch.nn.functional.one_hot(target, OUT[task]).float()
+    else:
+        logits = 20.0 * (2 * target.float().reshape(B, -1) - 1)
+    plain = registry.build("head", {"type": task}, in_dim=D, num_outputs=OUT[task])
+    smooth = registry.build(
+        "head", {"type": task, "label_smoothing": 0.2}, in_dim=D, num_outputs=OUT[task]
+    )
+    assert plain.loss(logits, target) < 1e-3  # confident and right: no loss without smoothing
+    assert smooth.loss(logits, target) > 0.5  # smoothing makes such overconfidence costly
+
+
+def test_label_smoothing_rejected_for_regression_and_out_of_range():
+    with pytest.raises(ValueError, match="classification only"):
+        registry.build(
+            "head", {"type": "regression", "label_smoothing": 0.1}, in_dim=D, num_outputs=1
+        )
+    with pytest.raises(ValueError, match=r"\[0, 1\)"):
+        registry.build("head", {"type": "binary", "label_smoothing": 1.5}, in_dim=D, num_outputs=1)

@@ -58,6 +58,22 @@ def test_conv_blocks_shapes():
     assert stack.out_dim == 8
 
 
+@pytest.mark.parametrize(
+    ("pool", "expected"), [("global", 8), ("width", 8 * 3), ("flatten", 8 * 3 * 2)]
+)
+def test_conv_stack_poolings_keep_the_positions_they_promise(pool, expected):
+    stack = ConvStack(1, [4, 8], pool=pool, height=10, width=7)  # 10x7 -> 3x2 after two pools
+    out = stack(torch.randn(2, 1, 10, 7))
+    assert out.shape == (2, expected) and stack.out_dim == expected
+
+
+def test_conv_stack_position_pooling_needs_the_size():
+    with pytest.raises(ValueError, match="needs the input's height"):
+        ConvStack(1, [4], pool="width")
+    with pytest.raises(ValueError, match="one of global, width, flatten"):
+        ConvStack(1, [4], pool="max")
+
+
 def test_unknown_norm():
     with pytest.raises(ValueError, match="valid choices"):
         ConvBlock(3, 4, norm="layer")
