@@ -21,26 +21,29 @@ import pandas as pd
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from common import AUDIO, IMAGE, trainer  # noqa: E402
+from common import AUDIO, IMAGE, config, trainer  # noqa: E402
 
 DEFAULT_DATA = HERE.parents[1].parent / "shared" / "data" / "avmnist"
 
 
 def variants() -> dict[str, dict[str, Any]]:
-    """Name -> overrides of (head kwargs, audio preprocessing, fusion kwargs)."""
+    """Name -> overrides (head kwargs, audio preprocessing / encoder, fusion, modality dropout)."""
+    plain = {"head": {"label_smoothing": 0.0}}
+    no_spec = {"audio": {"specaugment": False}}
     return {
-        "base": {},
-        "ls0.1": {"head": {"label_smoothing": 0.1}},
-        "ls0.2": {"head": {"label_smoothing": 0.2}},
-        "specaug": {"audio": {"specaugment": True, "time_mask": 10, "freq_mask": 8}},
-        "specaug+ls0.1": {
-            "head": {"label_smoothing": 0.1},
-            "audio": {"specaugment": True, "time_mask": 10, "freq_mask": 8},
-        },
+        "base": {},  # the benchmark's settings (common.py)
+        "no_label_smoothing": plain,
+        "no_specaugment": no_spec,
+        "neither": {**plain, **no_spec},
+        "global_pools": {"image_encoder": {"pool": "global"}, "audio_encoder": {"pool": "global"}},
+        "concat": {"fusion": {"type": "concat"}},
+        "concat+moddrop": {"fusion": {"type": "concat"}, "modality_dropout": 0.3},
+        "attention+moddrop": {"fusion": {"type": "attention"}, "modality_dropout": 0.3},
     }
 
 
 def build(over: dict[str, Any], epochs: int) -> dict[str, Any]:
+    out = config("late_product", epochs)["outputs"][0]
     audio = {
         **AUDIO,
         "encoder": {**AUDIO["encoder"], **over.get("audio_encoder", {})},
@@ -49,8 +52,8 @@ def build(over: dict[str, Any], epochs: int) -> dict[str, Any]:
     image = {**IMAGE, "encoder": {**IMAGE["encoder"], **over.get("image_encoder", {})}}
     return {
         "inputs": [image, audio],
-        "fusion": {"type": "late", "rule": "product", **over.get("fusion", {})},
-        "outputs": [{"name": "label", "task": "multiclass", "head": over.get("head", {})}],
+        "fusion": over.get("fusion", {"type": "late", "rule": "product"}),
+        "outputs": [{**out, "head": {**out["head"], **over.get("head", {})}}],
         "trainer": trainer(epochs, over.get("modality_dropout", 0.0)),
     }
 
