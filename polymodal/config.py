@@ -89,6 +89,10 @@ class TrainerConfig(_Strict):
     device: Literal["auto", "cpu", "cuda"] = "auto"
     mixed_precision: Literal["no", "bf16", "fp16"] = "no"
     num_workers: int = 0
+    # frozen encoders (e.g. minilm): cache their outputs per unique input, in memory and on disk
+    # (feature_cache_dir, default $POLYMODAL_CACHE_DIR or ~/.cache/polymodal/features)
+    feature_cache: bool = True
+    feature_cache_dir: str | None = None
     progress: bool = True
 
 

@@ -7,6 +7,7 @@ no second description of any component to keep in sync.
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
@@ -98,4 +99,7 @@ def build(kind: str, config: dict[str, Any], where: str = "", **injected: Any) -
     cls = check_kwargs(kind, name, config, injected=injected, where=where)
     accepted = inspect.signature(cls.__init__).parameters  # type: ignore[misc]
     extra = {k: v for k, v in injected.items() if k in accepted}
-    return cls(**extra, **config)
+    obj = cls(**extra, **config)
+    with contextlib.suppress(AttributeError, TypeError):  # what built it: for cache keys, repr
+        obj.build_config = {"type": name, **extra, **config}
+    return obj

@@ -72,6 +72,11 @@ class Preprocessor(abc.ABC):
         """Train-time augmentation of a batch ``x`` (identity unless the modality has one)."""
         return x
 
+    @property
+    def augments(self) -> bool:
+        """Whether ``augment`` changes anything (then a row's tensor differs every epoch)."""
+        return False
+
     def spec(self) -> dict[str, Any]:
         """Facts the encoder needs from fitted data (``vocab_size``, ``in_features``, ...)."""
         return {}

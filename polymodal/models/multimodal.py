@@ -6,6 +6,8 @@ Built modules are injected (not configs), so a researcher can hand in any encode
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 from torch import nn
 
@@ -23,10 +25,16 @@ class MultimodalModel(nn.Module):
         self.fusion = fusion
         self.heads = nn.ModuleDict(dict(sorted(heads.items())))
         self.decision_level = bool(getattr(fusion, "decision_level", False))
+        # name -> FeatureCache for frozen encoders, attached by the trainer (never saved/exported)
+        self.feature_caches: dict[str, Callable[[nn.Module, torch.Tensor], torch.Tensor]] = {}
 
     def encode(self, features: Tensors) -> Tensors:
         """Per-modality embeddings, each (B, D_m)."""
-        return {name: enc(features[name]) for name, enc in self.encoders.items()}
+        out: Tensors = {}
+        for name, enc in self.encoders.items():
+            cache = self.feature_caches.get(name)
+            out[name] = cache(enc, features[name]) if cache is not None else enc(features[name])
+        return out
 
     def forward(self, features: Tensors, masks: Tensors) -> Tensors:
         masks = {k: masks[k].bool() for k in self.encoders}

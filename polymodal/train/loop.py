@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -20,6 +21,7 @@ from torch.utils.data import DataLoader
 from polymodal.config import TrainerConfig
 from polymodal.data.dataset import TableDataset, collate_batch
 from polymodal.data.pipeline import TablePipeline
+from polymodal.encoders.cache import FeatureCache, is_frozen, namespace
 from polymodal.evaluation.evaluate import evaluate, monitor_value
 from polymodal.train.checkpoint import load_checkpoint, save_checkpoint
 from polymodal.train.optim import make_optimizer, modality_dropout
@@ -79,6 +81,39 @@ def train(
     if resume and (ckpt_dir / "last" / "state.json").exists():
         state, best_weights = _restore(ckpt_dir / "last", raw, optimizer)
         log.info("resumed from %s after epoch %d", ckpt_dir / "last", state.epoch)
+    caches = attach_feature_caches(raw, pipeline, cfg)
+    try:
+        best_weights = _epochs(
+            acc, model, raw, optimizer, loader, pipeline, val_ds, cfg, state, best_weights,
+            loss_weights, total_steps, warmup, ckpt_dir, caches,
+        )  # fmt: skip
+    finally:
+        for cache in caches.values():
+            cache.flush()
+        raw.feature_caches = {}  # type: ignore[assignment]
+    if best_weights is not None:
+        raw.load_state_dict(best_weights)
+    return state
+
+
+def _epochs(
+    acc: Accelerator,
+    model: nn.Module,
+    raw: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    loader: Any,
+    pipeline: TablePipeline,
+    val_ds: TableDataset | None,
+    cfg: TrainerConfig,
+    state: TrainState,
+    best_weights: dict[str, torch.Tensor] | None,
+    loss_weights: dict[str, float],
+    total_steps: int,
+    warmup: int,
+    ckpt_dir: Path,
+    caches: dict[str, FeatureCache],
+) -> dict[str, torch.Tensor] | None:
+    """Epoch after epoch until done or stopped early; returns the best weights."""
     aug_gen = torch.Generator()
     for epoch in range(state.epoch, cfg.epochs):
         if _stop_early(state, cfg):
@@ -121,13 +156,42 @@ def train(
         else:
             state.bad_epochs += 1
         state.epoch = epoch + 1
+        if caches:
+            row["feature_cache"] = {k: [c.hits, c.misses] for k, c in caches.items()}
+            for cache in caches.values():
+                cache.flush()
         state.history.append(row)
         _log_epoch(row, cfg)
         if acc.is_main_process:
             _save(ckpt_dir / "last", raw, optimizer, state, best_weights)
-    if best_weights is not None:
-        raw.load_state_dict(best_weights)
-    return state
+    return best_weights
+
+
+def feature_cache_dir(cfg: TrainerConfig) -> Path:
+    if cfg.feature_cache_dir:
+        return Path(cfg.feature_cache_dir)
+    env = os.environ.get("POLYMODAL_CACHE_DIR")
+    return Path(env) if env else Path.home() / ".cache" / "polymodal" / "features"
+
+
+def attach_feature_caches(
+    raw: nn.Module, pipeline: TablePipeline, cfg: TrainerConfig
+) -> dict[str, FeatureCache]:
+    """A cache for each frozen encoder whose input is not augmented (augmented inputs differ
+    every epoch, so caching them would only grow the disk)."""
+    if not cfg.feature_cache or not hasattr(raw, "feature_caches"):
+        return {}
+    caches: dict[str, FeatureCache] = {}
+    encoders: nn.ModuleDict = raw.encoders  # type: ignore[assignment]
+    for name, enc in encoders.items():
+        pre = pipeline.preprocessors[name]
+        if not (getattr(enc, "frozen", False) and is_frozen(enc)) or pre.augments:
+            continue
+        key = namespace(enc, getattr(enc, "build_config", {}), pre.state_dict())
+        caches[name] = FeatureCache(key, feature_cache_dir(cfg))
+        log.info("feature cache for frozen %s: %d entries on disk", name, len(caches[name]))
+    raw.feature_caches = dict(caches)  # type: ignore[assignment]
+    return caches
 
 
 def _stop_early(state: TrainState, cfg: TrainerConfig) -> bool:

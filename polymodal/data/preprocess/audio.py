@@ -178,6 +178,10 @@ class AudioPreprocessor(Preprocessor):
             finish=self.finish,
         )
 
+    @property
+    def augments(self) -> bool:
+        return self.specaugment and self.features == "logmel"
+
     def augment(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         """SpecAugment: one random time mask and one frequency mask per example."""
         if not self.specaugment or self.features != "logmel":

@@ -104,6 +104,10 @@ class ImagePreprocessor(Preprocessor):
             bad_cells,
         )
 
+    @property
+    def augments(self) -> bool:
+        return bool(self.augment_enabled)
+
     def augment(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         """Random resized crop + flip + rotation for a batch (B, C, H, W), as one affine warp."""
         if not self.augment_enabled:

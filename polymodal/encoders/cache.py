@@ -1,0 +1,117 @@
+"""Frozen-feature cache: a frozen encoder's output for each unique input, computed once.
+
+A frozen pretrained encoder (MiniLM, a frozen ViT) costs the same every epoch and every run for
+the same input. The cache keys each row by a hash of its input tensor, inside a namespace keyed
+by the encoder's identity (class, options, a digest of its weights) and the input's preprocessing
+state, so changing the model, its weights or the preprocessing can never serve stale features.
+Entries live in memory and, with a ``directory``, in safetensors shards on disk that later runs
+read. The cache is attached to a model as a plain attribute (never in ``state_dict``), and only
+while training; saved artifacts and exports run the encoder itself.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import uuid
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, save_file
+from torch import Tensor, nn
+
+HASH_BYTES = 16
+
+
+def is_frozen(encoder: nn.Module) -> bool:
+    """Has parameters and none of them train: its output depends on the input only."""
+    params = list(encoder.parameters())
+    return bool(params) and not any(p.requires_grad for p in params)
+
+
+def weights_digest(module: nn.Module) -> str:
+    """Hash of every parameter and buffer: other weights, other namespace."""
+    h = hashlib.blake2b(digest_size=HASH_BYTES)
+    for name, tensor in sorted(module.state_dict().items()):
+        h.update(name.encode())
+        h.update(tensor.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
+
+
+def namespace(encoder: nn.Module, options: dict[str, Any], preprocessing: dict[str, Any]) -> str:
+    """The cache key of one encoder + preprocessing; any change gives a new key."""
+    ident = {
+        "class": f"{type(encoder).__module__}.{type(encoder).__qualname__}",
+        "options": options,
+        "preprocessing": preprocessing,
+        "weights": weights_digest(encoder),
+    }
+    blob = json.dumps(ident, sort_keys=True, default=str).encode()
+    return hashlib.blake2b(blob, digest_size=HASH_BYTES).hexdigest()
+
+
+def row_hashes(x: Tensor) -> list[bytes]:
+    """One digest per row of ``x`` (its dtype, shape and bytes)."""
+    flat = x.detach().cpu().contiguous().reshape(x.shape[0], -1)
+    head = f"{flat.dtype}{tuple(x.shape[1:])}".encode()
+    raw = flat.view(torch.uint8).numpy()
+    return [hashlib.blake2b(head + r.tobytes(), digest_size=HASH_BYTES).digest() for r in raw]
+
+
+class FeatureCache:
+    """Row hash -> feature vector for one encoder namespace. ``misses`` counts rows the encoder
+    ran on (unique, unseen), ``hits`` rows served from the cache."""
+
+    def __init__(self, key: str, directory: str | Path | None = None) -> None:
+        self.key = key
+        self.directory = Path(directory) / key if directory is not None else None
+        self.store: dict[bytes, Tensor] = {}
+        self.pending: dict[bytes, Tensor] = {}
+        self.hits = self.misses = 0
+        if self.directory is not None and self.directory.is_dir():
+            for shard in sorted(self.directory.glob("*.safetensors")):
+                self._read(shard)
+
+    def _read(self, shard: Path) -> None:
+        parts = load_file(str(shard))
+        for digest, value in zip(parts["hash"], parts["value"], strict=True):
+            self.store[bytes(digest.tolist())] = value
+
+    def __len__(self) -> int:
+        return len(self.store)
+
+    @torch.no_grad()
+    def __call__(self, encoder: nn.Module, x: Tensor) -> Tensor:
+        """``encoder(x)``, running the encoder only on rows (deduplicated) not seen before."""
+        keys = row_hashes(x)
+        missing: dict[bytes, int] = {}
+        for i, k in enumerate(keys):
+            if k not in self.store and k not in missing:
+                missing[k] = i
+        self.misses += len(missing)  # encoder runs
+        self.hits += len(keys) - len(missing)  # rows served without one
+        if missing:
+            rows = torch.tensor(list(missing.values()), device=x.device)
+            out = encoder(x[rows]).detach().float().cpu()
+            for k, v in zip(missing, out, strict=True):
+                self.store[k] = self.pending[k] = v.clone()
+        return torch.stack([self.store[k] for k in keys]).to(x.device)
+
+    def flush(self) -> Path | None:
+        """Write new entries as one shard (atomic rename); returns its path."""
+        if self.directory is None or not self.pending:
+            return None
+        self.directory.mkdir(parents=True, exist_ok=True)
+        digests = torch.tensor([list(k) for k in self.pending], dtype=torch.uint8)
+        values = torch.stack(list(self.pending.values()))
+        name = f"{os.getpid()}-{uuid.uuid4().hex[:8]}.safetensors"
+        tmp = self.directory / f".{name}.tmp"
+        save_file({"hash": digests, "value": values.contiguous()}, str(tmp))
+        os.replace(tmp, self.directory / name)
+        self.pending.clear()
+        return self.directory / name
+
+
+__all__ = ["FeatureCache", "is_frozen", "namespace", "row_hashes", "weights_digest"]
