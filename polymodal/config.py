@@ -35,6 +35,9 @@ class InputConfig(_Strict):
     columns: list[str] | None = None  # numeric/categorical may group several columns
     encoder: dict[str, Any] = Field(default_factory=dict)  # {type, **kwargs}
     preprocessing: dict[str, Any] = Field(default_factory=dict)  # preprocessor kwargs
+    # share another input's encoder (same weights) and fitted preprocessing, e.g. a title and a
+    # review read by one text encoder; this input's own encoder/preprocessing stay unset
+    tied: str | None = None
 
     @model_validator(mode="after")
     def _fill(self) -> InputConfig:
@@ -42,7 +45,8 @@ class InputConfig(_Strict):
             self.columns = [self.name]
         if len(self.columns) != 1 and self.type in ("text", "image", "audio"):
             raise ValueError(f"input {self.name!r}: a {self.type} input reads exactly one column")
-        self.encoder.setdefault("type", DEFAULT_ENCODER[self.type])
+        if self.tied is None:  # a tied input's blocks come from its owner
+            self.encoder.setdefault("type", DEFAULT_ENCODER[self.type])
         return self
 
     @property
@@ -120,6 +124,7 @@ class ExperimentConfig(_Strict):
         dup = {n for n in names if names.count(n) > 1}
         if dup:
             raise ValueError(f"duplicate input names: {sorted(dup)}")
+        self._tie(names)
         targets = {o.name for o in self.outputs}
         for inp in self.inputs:
             leak = targets & set(inp.cols)
@@ -129,6 +134,28 @@ class ExperimentConfig(_Strict):
                     f"input {inp.name!r} reads target column(s) {sorted(leak)}: a leak"
                 )
         return self
+
+    def _tie(self, names: list[str]) -> None:
+        """A tied input takes a copy of its owner's encoder and preprocessing blocks."""
+        by_name = {i.name: i for i in self.inputs}
+        for inp in self.inputs:
+            if inp.tied is None:
+                continue
+            owner = by_name.get(inp.tied)
+            if owner is None or owner.tied is not None or owner.type != inp.type:
+                raise ValueError(
+                    f"input {inp.name!r}: tied must name an untied {inp.type} input; "
+                    f"valid choices: {[n for n in names if by_name[n].type == inp.type and by_name[n].tied is None and n != inp.name]}"
+                )
+            if inp.encoder not in ({}, owner.encoder) or inp.preprocessing not in (
+                {},
+                owner.preprocessing,
+            ):
+                raise ValueError(
+                    f"input {inp.name!r} is tied to {owner.name!r}: it uses that input's encoder "
+                    "and preprocessing, so it must not set its own"
+                )
+            inp.encoder, inp.preprocessing = dict(owner.encoder), dict(owner.preprocessing)
 
     @property
     def input_columns(self) -> list[str]:

@@ -36,7 +36,11 @@ class TablePipeline:
                 "preprocessor", {"type": inp.type, **options.get(inp.name, {})}
             )
             for inp in inputs
+            if inp.tied is None
         }
+        for inp in inputs:  # a tied input shares its owner's fitted preprocessor
+            if inp.tied is not None:
+                self.preprocessors[inp.name] = self.preprocessors[inp.tied]
         self.targets: dict[str, TargetEncoder] = {
             out.name: TargetEncoder(out.task, label_separator=out.label_separator)
             for out in outputs
@@ -47,7 +51,8 @@ class TablePipeline:
         check_columns(frame, [c for i in self.inputs for c in i.cols], source)
         check_columns(frame, [o.name for o in self.outputs], source)
         for inp in self.inputs:
-            self.preprocessors[inp.name].fit(frame, inp.cols, base_dir)
+            if inp.tied is None:
+                self.preprocessors[inp.name].fit(frame, inp.cols, base_dir)
         for out in self.outputs:
             self.targets[out.name].fit(frame[out.name], source=source)
         return self

@@ -85,12 +85,17 @@ def build_model(
     from the fitted target encoder."""
     validate(config)
     encoders: dict[str, nn.Module] = {}
+    tied = {inp.name: inp.tied for inp in config.inputs if inp.tied is not None}
     for inp in config.inputs:
-        where = f"inputs.{inp.name}.encoder"
-        encoders[inp.name] = registry.build(
-            "encoder", inp.encoder, where=where, modality=inp.type, **specs[inp.name]
-        )
-    in_dims = {name: int(enc.out_dim) for name, enc in sorted(encoders.items())}  # type: ignore[arg-type]
+        if inp.tied is None:
+            where = f"inputs.{inp.name}.encoder"
+            encoders[inp.name] = registry.build(
+                "encoder", inp.encoder, where=where, modality=inp.type, **specs[inp.name]
+            )
+    in_dims = {
+        inp.name: int(encoders[inp.tied or inp.name].out_dim)  # type: ignore[arg-type]
+        for inp in sorted(config.inputs, key=lambda i: i.name)
+    }
     fusion = registry.build("fusion", config.fusion, where="fusion", in_dims=in_dims)
     heads: dict[str, nn.Module] = {}
     weights = class_weights or {}
@@ -105,7 +110,7 @@ def build_model(
             focal_gamma=out.focal_gamma,
             class_weights=weights.get(out.name),
         )
-    return MultimodalModel(encoders, fusion, heads)
+    return MultimodalModel(encoders, fusion, heads, tied=tied)
 
 
 def render_defaults(config: ExperimentConfig) -> dict[str, Any]:

@@ -18,10 +18,20 @@ MODALITY_SUFFIX = "@modalities"  # decision-level fusion also returns per-modali
 
 class MultimodalModel(nn.Module):
     def __init__(
-        self, encoders: dict[str, nn.Module], fusion: nn.Module, heads: dict[str, nn.Module]
+        self,
+        encoders: dict[str, nn.Module],
+        fusion: nn.Module,
+        heads: dict[str, nn.Module],
+        tied: dict[str, str] | None = None,
     ) -> None:
+        """``tied[input] = owner``: ``input`` is encoded by ``encoders[owner]`` (shared weights)."""
         super().__init__()
         self.encoders = nn.ModuleDict(dict(sorted(encoders.items())))
+        self.tied = dict(sorted((tied or {}).items()))
+        bad = {k: v for k, v in self.tied.items() if v not in self.encoders or k in self.encoders}
+        if bad:
+            raise ValueError(f"tied inputs must map new names to existing encoders, got {bad}")
+        self.inputs = sorted([*self.encoders, *self.tied])  # every input, sorted
         self.fusion = fusion
         self.heads = nn.ModuleDict(dict(sorted(heads.items())))
         self.decision_level = bool(getattr(fusion, "decision_level", False))
@@ -31,20 +41,21 @@ class MultimodalModel(nn.Module):
     def encode(self, features: Tensors) -> Tensors:
         """Per-modality embeddings, each (B, D_m)."""
         out: Tensors = {}
-        for name, enc in self.encoders.items():
+        for name in self.inputs:
+            enc = self.encoders[self.tied.get(name, name)]
             cache = self.feature_caches.get(name)
             out[name] = cache(enc, features[name]) if cache is not None else enc(features[name])
         return out
 
     def forward(self, features: Tensors, masks: Tensors) -> Tensors:
-        masks = {k: masks[k].bool() for k in self.encoders}
+        masks = {k: masks[k].bool() for k in self.inputs}
         fused = self.fusion(self.encode(features), masks)  # (B, D) or (B, M, D) if decision-level
         out: Tensors = {}
         for name, head in self.heads.items():
             logits = head(fused)
             if self.decision_level:
                 out[name + MODALITY_SUFFIX] = logits  # (B, M, C)
-                stacked = torch.stack([masks[k] for k in self.encoders], dim=1)  # (B, M)
+                stacked = torch.stack([masks[k] for k in self.inputs], dim=1)  # (B, M)
                 logits = self.fusion.combine(logits, stacked, head.task)  # type: ignore[operator]
             out[name] = logits
         return out
@@ -76,7 +87,7 @@ class MultimodalModel(nn.Module):
         self, head: nn.Module, logits: torch.Tensor, target: torch.Tensor, masks: Tensors
     ) -> torch.Tensor:
         b, m = logits.shape[:2]
-        present = torch.stack([masks[k].bool() for k in self.encoders], dim=1).float()  # (B, M)
+        present = torch.stack([masks[k].bool() for k in self.inputs], dim=1).float()  # (B, M)
         flat_target = (
             target.unsqueeze(1).expand(b, m, *target.shape[1:]).reshape(b * m, *target.shape[1:])
         )

@@ -183,7 +183,9 @@ def attach_feature_caches(
         return {}
     caches: dict[str, FeatureCache] = {}
     encoders: nn.ModuleDict = raw.encoders  # type: ignore[assignment]
-    for name, enc in encoders.items():
+    tied: dict[str, str] = getattr(raw, "tied", {})
+    for name in getattr(raw, "inputs", list(encoders)):
+        enc = encoders[tied.get(name, name)]
         pre = pipeline.preprocessors[name]
         if not (getattr(enc, "frozen", False) and is_frozen(enc)) or pre.augments:
             continue
