@@ -292,6 +292,7 @@ class MiniLM(HFEncoder):
         train_top_layers: int | None = None,
         normalize: bool = False,  # L2-normalise, as sentence-transformers does
         max_length: int = 128,
+        pooling: str = "mean",  # mean (how the model was trained) | cls
     ) -> None:
         super().__init__(
             modality="text",
@@ -299,7 +300,7 @@ class MiniLM(HFEncoder):
             model_name=minilm_path(),
             freeze=freeze,
             train_top_layers=train_top_layers,
-            pooling="mean",
+            pooling=pooling,
             max_length=max_length,
         )
         self.normalize = normalize

@@ -164,3 +164,15 @@ def test_model_name_loads_offline_and_matches_minilm() -> None:
     with torch.no_grad():
         c = minilm(torch.tensor(tok(["a beautiful dress"], padding=True)["input_ids"]))
     assert (c @ b[0]) > (c @ b[1])
+
+
+def test_minilm_cls_pooling_is_the_first_token() -> None:
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(minilm_path(), local_files_only=True)
+    x = torch.tensor(tok(["a lovely dress", "runs small"], padding=True)["input_ids"])
+    mean, cls = MiniLM(), MiniLM(pooling="cls")
+    with torch.no_grad():
+        hidden = mean.model(input_ids=x, attention_mask=(x != 0).long()).last_hidden_state
+        assert torch.allclose(cls(x), hidden[:, 0], atol=1e-5)
+        assert not torch.allclose(mean(x), cls(x))
