@@ -29,7 +29,7 @@ from polymodal.evaluation.robustness import (
 )
 from polymodal.export.artifact import Artifact, load_artifact, save_artifact
 from polymodal.models import build_model, preprocessing_options, validate
-from polymodal.train.loop import train
+from polymodal.train.loop import feature_caches, train
 from polymodal.utils.io import atomic_write_text, write_json
 from polymodal.utils.seed import seed_everything
 
@@ -87,20 +87,21 @@ class Predictor:
         model = build_model(cfg, specs, num_outputs, weights)
         run_dir = Path(output_dir) if output_dir else Path(tempfile.mkdtemp(prefix="polymodal-"))
         loss_weights = {o.name: o.weight for o in cfg.outputs}
-        state = train(
-            model, pipeline, train_ds, val_ds, cfg.trainer, run_dir, loss_weights, resume=resume
-        )
-        model.eval()
-        metrics: dict[str, Any] = {
-            "best_epoch": state.best_epoch,
-            "train_seconds": sum(r["seconds"] for r in state.history),
-        }
-        if val_ds is not None:
-            metrics["val"] = evaluate(model, val_ds, pipeline, loss_weights=loss_weights)
-        if test_part:
-            metrics["test"] = evaluate(
-                model, pipeline.dataset(*test_part), pipeline, loss_weights=loss_weights
+        with feature_caches(model, pipeline, cfg.trainer):  # frozen encoders: once per input
+            state = train(
+                model, pipeline, train_ds, val_ds, cfg.trainer, run_dir, loss_weights, resume
             )
+            model.eval()
+            metrics: dict[str, Any] = {
+                "best_epoch": state.best_epoch,
+                "train_seconds": sum(r["seconds"] for r in state.history),
+            }
+            if val_ds is not None:
+                metrics["val"] = evaluate(model, val_ds, pipeline, loss_weights=loss_weights)
+            if test_part:
+                metrics["test"] = evaluate(
+                    model, pipeline.dataset(*test_part), pipeline, loss_weights=loss_weights
+                )
         self.artifact_ = Artifact(cfg, pipeline, model, build, metrics, state.history)
         if output_dir:
             save_artifact(run_dir, self.artifact_)

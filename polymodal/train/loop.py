@@ -3,10 +3,12 @@ distribution; everything else (schedule, clipping, early stopping, checkpoints) 
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import os
 import time
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -81,16 +83,11 @@ def train(
     if resume and (ckpt_dir / "last" / "state.json").exists():
         state, best_weights = _restore(ckpt_dir / "last", raw, optimizer)
         log.info("resumed from %s after epoch %d", ckpt_dir / "last", state.epoch)
-    caches = attach_feature_caches(raw, pipeline, cfg)
-    try:
+    with feature_caches(raw, pipeline, cfg) as caches:
         best_weights = _epochs(
             acc, model, raw, optimizer, loader, pipeline, val_ds, cfg, state, best_weights,
             loss_weights, total_steps, warmup, ckpt_dir, caches,
         )  # fmt: skip
-    finally:
-        for cache in caches.values():
-            cache.flush()
-        raw.feature_caches = {}  # type: ignore[assignment]
     if best_weights is not None:
         raw.load_state_dict(best_weights)
     return state
@@ -172,6 +169,27 @@ def feature_cache_dir(cfg: TrainerConfig) -> Path:
         return Path(cfg.feature_cache_dir)
     env = os.environ.get("POLYMODAL_CACHE_DIR")
     return Path(env) if env else Path.home() / ".cache" / "polymodal" / "features"
+
+
+@contextlib.contextmanager
+def feature_caches(
+    raw: nn.Module, pipeline: TablePipeline, cfg: TrainerConfig
+) -> Iterator[dict[str, FeatureCache]]:
+    """Frozen-feature caches attached to ``raw`` for the duration of the block, flushed to disk
+    and detached on exit. Nested use keeps the outer block's caches (the caller's fit covers
+    training and the final evaluations)."""
+    attached: dict[str, FeatureCache] = getattr(raw, "feature_caches", {})
+    if attached:
+        yield attached
+        return
+    caches = attach_feature_caches(raw, pipeline, cfg)
+    try:
+        yield caches
+    finally:
+        for cache in caches.values():
+            cache.flush()
+        if hasattr(raw, "feature_caches"):
+            raw.feature_caches = {}  # type: ignore[assignment]
 
 
 def attach_feature_caches(
