@@ -80,6 +80,7 @@ class TrainerConfig(_Strict):
     epochs: int = 10
     batch_size: int = 64
     lr: float = 1e-3
+    pretrained_lr: float | None = None  # fine-tuned pretrained encoders (hf, minilm); None: lr
     weight_decay: float = 0.01
     optimizer: Literal["adamw", "adam", "sgd"] = "adamw"
     schedule: Literal["cosine", "linear", "constant"] = "cosine"

@@ -160,6 +160,7 @@ class HFEncoder(Encoder):
         if modality == "text" and not model_name and vocab_size is not None:
             cfg.vocab_size = vocab_size  # random weights: size the table to the fitted tokenizer
         self.model = self._load(model_name, cfg, modality)
+        self.pretrained = model_name is not None  # real weights: the trainer's pretrained_lr
         self.modality = modality
         self.pad_id = pad_id
         self.pooling = pooling

@@ -270,8 +270,9 @@ def _run_epoch(
                 if acc.sync_gradients:
                     if cfg.grad_clip:
                         acc.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+                    rate = lr_at(state.step, total_steps, cfg.lr, warmup, cfg.schedule)
                     for group in optimizer.param_groups:
-                        group["lr"] = lr_at(state.step, total_steps, cfg.lr, warmup, cfg.schedule)
+                        group["lr"] = rate * group.get("lr_scale", 1.0)
                     state.step += 1
                 optimizer.step()
                 optimizer.zero_grad(set_to_none=True)

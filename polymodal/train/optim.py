@@ -8,15 +8,35 @@ from torch import nn
 from polymodal.config import TrainerConfig
 
 
+def pretrained_params(model: nn.Module) -> set[int]:
+    """ids of trainable parameters inside pretrained encoders (``module.pretrained`` is True)."""
+    ids: set[int] = set()
+    for module in model.modules():
+        if getattr(module, "pretrained", False):
+            ids |= {id(p) for p in module.parameters() if p.requires_grad}
+    return ids
+
+
 def make_optimizer(model: nn.Module, cfg: TrainerConfig) -> torch.optim.Optimizer:
-    """Weight decay on matrices only; biases, norms and embeddings' 1-d params are not decayed."""
+    """Weight decay on matrices only; biases, norms and embeddings' 1-d params are not decayed.
+    Each group's ``lr_scale`` multiplies the scheduled rate: pretrained weights being fine-tuned
+    get ``cfg.pretrained_lr / cfg.lr`` (small steps keep what they learned), the rest 1."""
     params = [p for p in model.parameters() if p.requires_grad]
-    decay = [p for p in params if p.dim() >= 2]
-    no_decay = [p for p in params if p.dim() < 2]
-    groups = [
-        {"params": decay, "weight_decay": cfg.weight_decay},
-        {"params": no_decay, "weight_decay": 0.0},
-    ]
+    pre = pretrained_params(model) if cfg.pretrained_lr is not None else set()
+    scale = (cfg.pretrained_lr or cfg.lr) / cfg.lr
+    groups = []
+    for is_pre in (False, True):
+        mine = [p for p in params if (id(p) in pre) == is_pre]
+        for decay in (True, False):
+            chosen = [p for p in mine if (p.dim() >= 2) == decay]
+            if chosen:
+                groups.append(
+                    {
+                        "params": chosen,
+                        "weight_decay": cfg.weight_decay if decay else 0.0,
+                        "lr_scale": scale if is_pre else 1.0,
+                    }
+                )
     if cfg.optimizer == "adamw":
         return torch.optim.AdamW(groups, lr=cfg.lr)
     if cfg.optimizer == "adam":

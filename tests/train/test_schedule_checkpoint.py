@@ -67,3 +67,23 @@ def test_modality_dropout_keeps_one_present():
     assert not (out["c"] & ~masks["c"]).any()  # never revives a missing modality
     assert stacked.float().mean() < 0.5  # but drops a lot at p=0.9
     assert modality_dropout(masks, 0.0) is masks
+
+
+def test_pretrained_parameters_get_their_own_learning_rate_scale():
+    from torch import nn
+
+    from polymodal.config import TrainerConfig
+    from polymodal.train.optim import make_optimizer
+
+    class Pretrained(nn.Linear):
+        pretrained = True
+
+    model = nn.Sequential(nn.Linear(3, 4), Pretrained(4, 2))
+    plain = make_optimizer(model, TrainerConfig(lr=1e-3))
+    assert {g["lr_scale"] for g in plain.param_groups} == {1.0}
+    tuned = make_optimizer(model, TrainerConfig(lr=1e-3, pretrained_lr=1e-5))
+    scaled = [g for g in tuned.param_groups if g["lr_scale"] != 1.0]
+    assert len(scaled) == 2 and all(abs(g["lr_scale"] - 0.01) < 1e-12 for g in scaled)
+    assert {id(p) for g in scaled for p in g["params"]} == {id(p) for p in model[1].parameters()}
+    decays = {(g["lr_scale"], g["weight_decay"] > 0) for g in tuned.param_groups}
+    assert len(decays) == 4  # (base, pretrained) x (decayed matrices, undecayed biases)

@@ -1,0 +1,90 @@
+"""Shared pieces of the clothing-reviews benchmark: columns, the split, and the model variants."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from sklearn.model_selection import train_test_split
+
+HERE = Path(__file__).resolve().parent
+DEFAULT_DATA = HERE.parents[1].parent / "shared" / "data" / "clothing" / "reviews.csv"
+TEXT = ["Title", "Review Text"]
+NUMERIC = ["Age", "Positive Feedback Count"]
+CATEGORICAL = ["Division Name", "Department Name", "Class Name"]
+# task -> (target column, polymodal task, early-stopping metric). Neither target is ever an input
+# of the other: every variant reads only TEXT + NUMERIC + CATEGORICAL.
+TASKS = {
+    "recommended": ("Recommended IND", "binary", "roc_auc"),
+    "rating": ("Rating", "multiclass", "macro_f1"),
+}
+
+
+def split(frame: pd.DataFrame, seed: int = 0) -> dict[str, pd.DataFrame]:
+    """Seeded 80/20 train/test split stratified on Recommended IND; validation = 10% of train."""
+    strat = frame["Recommended IND"]
+    train, test = train_test_split(frame, test_size=0.2, random_state=seed, stratify=strat)
+    train, val = train_test_split(
+        train, test_size=0.1, random_state=seed, stratify=train["Recommended IND"]
+    )
+    return {"train": train, "val": val, "test": test}
+
+
+def _inputs(text: bool, lexical: bool, tabular: bool, minilm: dict[str, Any]) -> list[dict]:
+    inputs: list[dict[str, Any]] = []
+    if text:  # one frozen MiniLM reads both text columns (tied: same weights, same tokenizer)
+        inputs += [
+            {"name": "review", "type": "text", "columns": ["Review Text"],
+             "encoder": {"type": "minilm", **minilm}},
+            {"name": "title", "type": "text", "columns": ["Title"], "tied": "review"},
+        ]  # fmt: skip
+    if lexical:  # a trainable bag of words beside it: the lexical cues TF-IDF is good at
+        inputs += [
+            {"name": "review_words", "type": "text", "columns": ["Review Text"],
+             "encoder": {"type": "bow", "embed_dim": 64},
+             "preprocessing": {"max_length": 256, "min_freq": 2}},
+            {"name": "title_words", "type": "text", "columns": ["Title"], "tied": "review_words"},
+        ]  # fmt: skip
+    if tabular:
+        inputs += [
+            {"name": "numeric", "type": "numeric", "columns": NUMERIC},
+            {"name": "categorical", "type": "categorical", "columns": CATEGORICAL},
+        ]
+    return inputs
+
+
+VARIANTS: dict[str, dict[str, Any]] = {
+    "text_only": {"text": True, "tabular": False},
+    "tabular_only": {"text": False, "tabular": True},
+    "concat": {"fusion": {"type": "concat"}},
+    "gated": {"fusion": {"type": "gated"}},
+    "attention": {"fusion": {"type": "attention"}},
+    "concat+lexical": {"lexical": True},
+    "concat+lexical+balanced": {"lexical": True, "class_weights": "balanced"},
+    "concat+lexical+focal": {"lexical": True, "loss": "focal"},
+    "finetune_top2+lexical": {"lexical": True, "minilm": {"train_top_layers": 2}, "epochs": 2},
+}
+
+
+def config(variant: str, task: str, cache_dir: str | None, epochs: int = 10) -> dict[str, Any]:
+    v = VARIANTS[variant]
+    target, kind, metric = TASKS[task]
+    output: dict[str, Any] = {"name": target, "task": kind}
+    if "class_weights" in v:
+        output["class_weights"] = v["class_weights"]
+    if "loss" in v:
+        output["loss"] = v["loss"]
+    return {
+        "inputs": _inputs(
+            v.get("text", True), v.get("lexical", False), v.get("tabular", True),
+            v.get("minilm", {}),
+        ),
+        "fusion": v.get("fusion", {"type": "concat"}),
+        "outputs": [output],
+        "trainer": {
+            "epochs": v.get("epochs", epochs), "batch_size": 64, "lr": 1e-3,
+            "monitor": f"{target}.{metric}", "early_stopping_patience": 3, "seed": 0,
+            "progress": False, "feature_cache_dir": cache_dir,
+        },
+    }  # fmt: skip
