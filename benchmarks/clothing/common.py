@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import resource
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
+from sklearn import metrics as skm
 from sklearn.model_selection import train_test_split
 
 HERE = Path(__file__).resolve().parent
@@ -88,3 +91,25 @@ def config(variant: str, task: str, cache_dir: str | None, epochs: int = 10) -> 
             "progress": False, "feature_cache_dir": cache_dir,
         },
     }  # fmt: skip
+
+
+def score(proba: np.ndarray, target: np.ndarray) -> dict[str, float]:
+    """Binary (proba (N, 2)): ROC-AUC, F1 of class 1, macro-F1, accuracy; multiclass: accuracy,
+    macro-F1. Class ids are positions in sorted label order."""
+    labels = np.unique(target)
+    y = np.searchsorted(labels, target)
+    pred = proba.argmax(1)
+    out = {
+        "accuracy": float(skm.accuracy_score(y, pred)),
+        "macro_f1": float(skm.f1_score(y, pred, average="macro")),
+    }
+    if proba.shape[1] == 2:
+        out |= {
+            "roc_auc": float(skm.roc_auc_score(y, proba[:, 1])),
+            "f1": float(skm.f1_score(y, pred)),
+        }
+    return {k: round(v, 4) for k, v in out.items()}
+
+
+def peak_rss_mb() -> float:
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)

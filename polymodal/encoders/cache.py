@@ -99,6 +99,32 @@ class FeatureCache:
                 self.store[k] = self.pending[k] = v.clone()
         return torch.stack([self.store[k] for k in keys]).to(x.device)
 
+    @torch.no_grad()
+    def warm(self, encoder: nn.Module, x: Tensor, batch_size: int = 64) -> int:
+        """Encode every unseen unique row of ``x`` ahead of time, in batches of similar length
+        (token rows sorted by their non-pad count, so little compute goes to padding); returns
+        how many rows the encoder ran on."""
+        keys = row_hashes(x)
+        first: dict[bytes, int] = {}
+        for i, k in enumerate(keys):
+            if k not in self.store and k not in first:
+                first[k] = i
+        if not first:
+            return 0
+        rows = torch.tensor(list(first.values()))
+        pad = getattr(encoder, "pad_id", None)
+        if pad is not None and x.dim() == 2 and not x.is_floating_point():
+            rows = rows[torch.argsort((x[rows] != pad).sum(1), stable=True)]
+        digests = list(first)
+        order = {i: k for k, i in zip(digests, first.values(), strict=True)}
+        for start in range(0, len(rows), batch_size):
+            chunk = rows[start : start + batch_size]
+            out = encoder(x[chunk.to(x.device)]).detach().float().cpu()
+            for i, v in zip(chunk.tolist(), out, strict=True):
+                self.store[order[i]] = self.pending[order[i]] = v.clone()
+        self.misses += len(rows)
+        return len(rows)
+
     def flush(self) -> Path | None:
         """Write new entries as one shard (atomic rename); returns its path."""
         if self.directory is None or not self.pending:

@@ -125,6 +125,12 @@ def _processor_size(model_name: str) -> int | None:
     return int(size) if isinstance(size, (int, float)) else None
 
 
+def _exporting() -> bool:
+    """Tracing / exporting: shapes must not depend on the data."""
+    compiler = torch.compiler
+    return bool(torch.jit.is_tracing() or compiler.is_compiling() or compiler.is_exporting())
+
+
 @register("encoder", "hf")
 class HFEncoder(Encoder):
     """Any encoder-only ``transformers`` model (BERT-likes, ViT, ResNet, ConvNeXt, CLIP towers,
@@ -239,6 +245,8 @@ class HFEncoder(Encoder):
 
     def _text(self, x: Tensor) -> Tensor:
         x = x[:, : self.max_length]  # (B, L)
+        if not _exporting():  # eager only: drop the columns that are padding in every row
+            x = x[:, : max(1, int((x != self.pad_id).sum(1).max()))]
         mask = x != self.pad_id  # (B, L)
         out = self.model(input_ids=x, attention_mask=mask.long())
         return self._pool(out, mask)

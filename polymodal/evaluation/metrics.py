@@ -26,6 +26,7 @@ def binary_metrics(target: np.ndarray, proba: np.ndarray) -> dict[str, Any]:
         "precision": float(skm.precision_score(target, pred, zero_division=0)),
         "recall": float(skm.recall_score(target, pred, zero_division=0)),
         "f1": float(skm.f1_score(target, pred, zero_division=0)),
+        "macro_f1": float(skm.f1_score(target, pred, average="macro", zero_division=0)),
         "roc_auc": _safe(skm.roc_auc_score, target, proba),
         "log_loss": _safe(skm.log_loss, target, np.clip(proba, 1e-7, 1 - 1e-7), labels=[0, 1]),
         "confusion_matrix": skm.confusion_matrix(target, pred, labels=[0, 1]).tolist(),

@@ -112,6 +112,7 @@ def _epochs(
 ) -> dict[str, torch.Tensor] | None:
     """Epoch after epoch until done or stopped early; returns the best weights."""
     aug_gen = torch.Generator()
+    first_epoch = state.epoch
     for epoch in range(state.epoch, cfg.epochs):
         if _stop_early(state, cfg):
             break
@@ -120,6 +121,8 @@ def _epochs(
         _reseed(loader, cfg.seed + epoch)
         aug_gen.manual_seed(cfg.seed * 1000 + epoch)
         t0 = time.perf_counter()
+        if caches and epoch == first_epoch:  # the frozen features, computed once, length-sorted
+            _warm(raw, caches, [d for d in (loader.dataset, val_ds) if d is not None], cfg)
         train_loss = _run_epoch(
             acc,
             model,
@@ -162,6 +165,16 @@ def _epochs(
         if acc.is_main_process:
             _save(ckpt_dir / "last", raw, optimizer, state, best_weights)
     return best_weights
+
+
+def _warm(
+    raw: nn.Module, caches: dict[str, FeatureCache], datasets: list[Any], cfg: TrainerConfig
+) -> None:
+    tied: dict[str, str] = getattr(raw, "tied", {})
+    for name, cache in caches.items():
+        encoder: nn.Module = raw.encoders[tied.get(name, name)]  # type: ignore[index,assignment]
+        for ds in datasets:
+            cache.warm(encoder, ds.inputs[name].values, batch_size=cfg.batch_size)
 
 
 def feature_cache_dir(cfg: TrainerConfig) -> Path:

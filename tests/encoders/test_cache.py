@@ -111,3 +111,30 @@ def test_cached_training_predicts_like_uncached(tmp_path):
     a = cached.predict_proba(frame, base_dir=tmp_path)
     b = plain.predict_proba(frame, base_dir=tmp_path)
     pd.testing.assert_frame_equal(a, b, atol=1e-4)
+
+
+def test_warm_encodes_unique_unseen_rows_sorted_by_length():
+    class Tokens(Counting):
+        pad_id = 0
+
+        def forward(self, x):
+            self.seen = [*getattr(self, "seen", []), (x != 0).sum(1).tolist()]
+            return super().forward(x)
+
+    enc = Tokens()
+    x = torch.tensor([[5, 5, 5, 0], [7, 0, 0, 0], [5, 5, 5, 0], [8, 8, 0, 0]])
+    cache = FeatureCache("k")
+    assert cache.warm(enc, x, batch_size=2) == 3 and cache.warm(enc, x) == 0
+    assert enc.seen == [[1, 2], [3]]  # shortest first, in batches of two
+    torch.testing.assert_close(cache(enc, x), enc.lin(x.float()))
+    assert cache.hits == 4  # everything was warm
+
+
+def test_hf_text_ignores_all_pad_columns():
+    from polymodal.encoders.hf import HFEncoder
+
+    enc = HFEncoder(modality="text", config=TINY_BERT).eval()
+    x = torch.tensor([[101, 7, 8, 102], [101, 9, 102, 0]])
+    padded = torch.cat([x, torch.zeros(2, 6, dtype=torch.long)], dim=1)
+    with torch.no_grad():
+        torch.testing.assert_close(enc(padded), enc(x), atol=1e-5, rtol=1e-5)
