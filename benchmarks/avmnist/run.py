@@ -115,13 +115,47 @@ def child(cmd: list[str]) -> dict[str, Any]:
 def markdown(result: dict[str, Any]) -> str:
     cols = ["method", "test_accuracy", "val_accuracy", "acc_image_missing", "acc_audio_missing", "epochs",
             "train_seconds", "train_samples_per_s", "infer_samples_per_s", "peak_rss_mb", "params", "modality_dropout"]  # fmt: skip
-    fmt = lambda v: "–" if v is None else f"{v:.4f}" if isinstance(v, float) and v <= 1 else str(v)  # noqa: E731
+
+    def fmt(col: str, v: Any) -> str:
+        if v is None:
+            return "–"
+        return f"{v:.4f}" if "acc" in col else str(v)
+
     lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     for r in [
         *result["rows"],
         {**result["reference"], "method": "reference (plain PyTorch, concat)"},
     ]:
-        lines.append("| " + " | ".join(fmt(r.get(c)) for c in cols) + " |")
+        lines.append("| " + " | ".join(fmt(c, r.get(c)) for c in cols) + " |")
+    return "\n".join(lines)
+
+
+def summary(result: dict[str, Any]) -> str:
+    """The issue's targets, computed from this run's rows."""
+    rows = {r["method"]: r for r in result["rows"]}
+    lines = []
+    singles = [rows[m]["test_accuracy"] for m in ("image_only", "audio_only") if m in rows]
+    fused = {
+        m: r["test_accuracy"] for m, r in rows.items() if m not in ("image_only", "audio_only")
+    }
+    if fused:
+        best = max(fused, key=fused.__getitem__)
+        lines.append(f"- best fused test accuracy: {fused[best]:.4f} ({best})")
+    if fused and len(singles) == 2:
+        below = [m for m, a in fused.items() if a <= max(singles)]
+        lines.append(f"- fused methods not above both single-modality models: {below or 'none'}")
+    for m, r in rows.items():
+        base = rows.get(m.removesuffix("+moddrop"))
+        if m.endswith("+moddrop") and base and len(singles) == 2:
+            lines.append(
+                f"- {m}: image missing {r['acc_image_missing']:.4f} vs audio_only "
+                f"{singles[1]:.4f}; audio missing {r['acc_audio_missing']:.4f} vs image_only "
+                f"{singles[0]:.4f}; full {r['test_accuracy']:.4f} vs {base['test_accuracy']:.4f} "
+                "without modality dropout"
+            )
+    if "concat" in rows:
+        ratio = rows["concat"]["train_samples_per_s"] / result["reference"]["train_samples_per_s"]
+        lines.append(f"- training throughput, polymodal concat / plain PyTorch: {ratio:.3f}")
     return "\n".join(lines)
 
 
@@ -187,9 +221,9 @@ def main() -> None:
     (args.out / f"results{suffix}.json").write_text(json.dumps(result, indent=2) + "\n")
     (args.out / f"results{suffix}.md").write_text(
         f"# AV-MNIST results\n\n`{command}` on {result['date']} ({result['machine']}), "
-        f"{result['total_seconds']:.0f} s in all.\n\n{markdown(result)}\n"
+        f"{result['total_seconds']:.0f} s in all.\n\n{markdown(result)}\n\n{summary(result)}\n"
     )
-    print(markdown(result))
+    print(markdown(result), summary(result), sep="\n\n")
 
 
 if __name__ == "__main__":
