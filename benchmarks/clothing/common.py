@@ -34,7 +34,14 @@ def split(frame: pd.DataFrame, seed: int = 0) -> dict[str, pd.DataFrame]:
     return {"train": train, "val": val, "test": test}
 
 
-def _inputs(text: bool, lexical: bool, tabular: bool, minilm: dict[str, Any]) -> list[dict]:
+# fastText-style hashed words + bigrams + character n-grams (chosen over a word bag of embeddings
+# on the validation split; see README)
+LEXICAL = {"encoder": {"type": "fasttext", "embed_dim": 64}, "preprocessing": {"max_length": 256}}
+
+
+def _inputs(
+    text: bool, lexical: dict[str, Any] | None, tabular: bool, minilm: dict[str, Any]
+) -> list[dict]:
     inputs: list[dict[str, Any]] = []
     if text:  # one frozen MiniLM reads both text columns (tied: same weights, same tokenizer)
         inputs += [
@@ -42,11 +49,9 @@ def _inputs(text: bool, lexical: bool, tabular: bool, minilm: dict[str, Any]) ->
              "encoder": {"type": "minilm", **minilm}},
             {"name": "title", "type": "text", "columns": ["Title"], "tied": "review"},
         ]  # fmt: skip
-    if lexical:  # a trainable bag of words beside it: the lexical cues TF-IDF is good at
+    if lexical:  # a trainable bag of n-grams beside it: the lexical cues TF-IDF is good at
         inputs += [
-            {"name": "review_words", "type": "text", "columns": ["Review Text"],
-             "encoder": {"type": "bow", "embed_dim": 64},
-             "preprocessing": {"max_length": 256, "min_freq": 2}},
+            {"name": "review_words", "type": "text", "columns": ["Review Text"], **lexical},
             {"name": "title_words", "type": "text", "columns": ["Title"], "tied": "review_words"},
         ]  # fmt: skip
     if tabular:
@@ -84,7 +89,7 @@ def config(variant: str, task: str, cache_dir: str | None, epochs: int = 10) -> 
         output["loss"] = v["loss"]
     return {
         "inputs": _inputs(
-            v.get("text", True), v.get("lexical", False), v.get("tabular", True),
+            v.get("text", True), LEXICAL if v.get("lexical") else None, v.get("tabular", True),
             v.get("minilm", {}),
         ),
         "fusion": v.get("fusion", {"type": "concat"}),

@@ -124,6 +124,14 @@ def test_text_tokenizers(folder):
     assert unseen[0, 0] == 1 and unseen[0, 1] >= 2  # unknown word -> 1
 
 
+def test_empty_and_blank_text_is_a_missing_modality(folder):
+    frame = pd.DataFrame({"t": ["soft fabric", "", "   ", None, float("nan")]})
+    pre = registry.build("preprocessor", {"type": "text"}).fit(frame, ["t"], folder)
+    out = pre.transform(frame, ["t"], folder)
+    assert out.present.tolist() == [True, False, False, False, False]
+    assert (out.rows(torch.arange(5))[1:] == pre.spec()["pad_id"]).all()
+
+
 def test_all_empty_text_column_is_an_error(folder):
     pre = registry.build("preprocessor", {"type": "text"})
     with pytest.raises(DataError, match=r"column 'review'.*all 2 training rows are empty"):
