@@ -49,8 +49,13 @@ def _read(
     return read_table(path), path.resolve().parent, str(path)
 
 
+ONNX_FILE = "model.onnx"
+
+
 class Predictor:
     """Train, evaluate, save and load a multimodal model described by one config."""
+
+    runner_: Any = None  # an ONNX Runtime model in place of the PyTorch one (``load(backend=)``)
 
     def __init__(self, config: str | Path | dict[str, Any] | ExperimentConfig) -> None:
         self.config = load_config(config)
@@ -173,7 +178,7 @@ class Predictor:
         from polymodal.data.dataset import TableDataset
 
         ds = TableDataset(inputs, {})
-        logits = predict_logits(art.model, ds)
+        logits = predict_logits(self.runner_ or art.model, ds)
         heads = art.model.heads
         decoded = {name: head.decode(logits[name]) for name, head in heads.items()}  # type: ignore[operator]
         present = {k: t.present for k, t in inputs.items()}
@@ -207,7 +212,7 @@ class Predictor:
         frame, base, src = _read(data, "evaluate", base_dir)
         ds = art.pipeline.dataset(frame, base, source=src)
         weights = {o.name: o.weight for o in art.config.outputs}
-        return evaluate(art.model, ds, art.pipeline, loss_weights=weights)
+        return evaluate(art.model, ds, art.pipeline, loss_weights=weights, runner=self.runner_)
 
     def robustness(
         self,
@@ -235,12 +240,48 @@ class Predictor:
         return save_artifact(path, self._check_fitted())
 
     @classmethod
-    def load(cls, path: str | Path) -> Predictor:
+    def load(cls, path: str | Path, backend: str = "torch") -> Predictor:
+        """``backend="onnx"``: logits come from ``model.onnx`` in ``path`` (see ``export_onnx``)
+        through ONNX Runtime; preprocessing and decoding stay the same code path."""
         art = load_artifact(path)
         pred = cls.__new__(cls)
         pred.config = art.config
         pred.artifact_ = art
+        pred.runner_ = None
+        if backend == "onnx":
+            onnx_path = Path(path) / ONNX_FILE
+            if not onnx_path.exists():
+                raise FileNotFoundError(
+                    f"{onnx_path} not found: run `polymodal export {path} --format onnx` first"
+                )
+            from polymodal.export.onnx import OnnxModel
+
+            pred.runner_ = OnnxModel(onnx_path)
+        elif backend != "torch":
+            raise ValueError(f"backend must be 'torch' or 'onnx', got {backend!r}")
         return pred
+
+    def export_onnx(
+        self,
+        data: TableLike,
+        path: str | Path,
+        rows: int = 64,
+        atol: float = 1e-4,
+        base_dir: str | Path | None = None,
+    ) -> dict[str, Any]:
+        """Write the model as ONNX to ``path`` and check it against PyTorch on up to ``rows``
+        real rows of ``data`` (as they are, batch 1, and with each modality masked);
+        raises ``ParityError`` beyond ``atol``. Returns the parity report."""
+        from polymodal.export.onnx import batch_of, export_checked
+
+        art = self._check_fitted()
+        frame, base, src = _read(data, "export", base_dir)
+        inputs = art.pipeline.transform_inputs(frame.head(rows), base, src)
+        from polymodal.data.dataset import TableDataset
+
+        text = {i.name for i in art.config.inputs if i.type == "text"}
+        batch = batch_of(TableDataset(inputs, {}), rows)
+        return export_checked(art.model, batch, path, text, atol)
 
     @property
     def metrics_(self) -> dict[str, Any]:

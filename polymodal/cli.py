@@ -162,12 +162,15 @@ def predict(
     output: Annotated[
         Path, typer.Option("--output", "-o", help="CSV/Parquet/JSONL of predictions")
     ] = Path("predictions.csv"),
+    backend: Annotated[
+        str, typer.Option(help="torch, or onnx (MODEL_DIR/model.onnx from `polymodal export`)")
+    ] = "torch",
 ) -> None:
     """Table in, table out: predicted labels/values and probabilities per row."""
     from polymodal.api import Predictor
 
     try:
-        pred = Predictor.load(model_dir).predict(table)
+        pred = Predictor.load(model_dir, backend=backend).predict(table)
     except (ValueError, FileNotFoundError) as err:
         _fail(err)
     if output.suffix == ".parquet":
@@ -177,6 +180,66 @@ def predict(
     else:
         pred.to_csv(output)
     typer.echo(f"wrote {len(pred)} predictions to {output}")
+
+
+@app.command(name="export")
+def export_cmd(
+    model_dir: Path,
+    fmt: Annotated[str, typer.Option("--format", help="onnx")] = "onnx",
+    data: Annotated[
+        Path | None,
+        typer.Option(help="table of real rows for the parity check (default: the config's data)"),
+    ] = None,
+    rows: Annotated[int, typer.Option(help="rows compared in the parity check")] = 64,
+    atol: Annotated[float, typer.Option(help="max |ONNX - PyTorch| allowed")] = 1e-4,
+) -> None:
+    """Write MODEL_DIR/model.onnx (preprocessed tensors + masks in, logits out) and check it
+    against PyTorch on real rows; fails (exit 1) when they differ by more than --atol."""
+    from polymodal.api import ONNX_FILE, Predictor
+    from polymodal.export.onnx import ParityError
+    from polymodal.utils.io import write_json
+
+    if fmt != "onnx":
+        _fail(ValueError(f"--format must be onnx, got {fmt!r}"))
+    try:
+        pred = Predictor.load(model_dir)
+        d = pred.config.data
+        table = data or next((Path(p) for p in (d.test, d.val, d.train) if p), None)
+        if table is None:
+            raise ValueError("no rows for the parity check: pass --data TABLE")
+        report = pred.export_onnx(table, model_dir / ONNX_FILE, rows=rows, atol=atol)
+    except ParityError as err:
+        typer.secho(f"parity check failed: {err}", fg=typer.colors.RED, err=True)
+        raise typer.Exit(1) from err
+    except (ValueError, FileNotFoundError) as err:
+        _fail(err)
+    write_json(model_dir / "onnx_parity.json", report)
+    typer.echo(json.dumps(report, indent=2))
+    typer.echo(f"wrote {model_dir / ONNX_FILE} (max |ONNX - PyTorch| {report['max_abs_diff']:.2e})")
+
+
+@app.command()
+def compress(
+    model_dir: Path,
+    data: Annotated[Path, typer.Option(help="labelled table (test split) for the metric")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="compressed model directory")],
+    method: Annotated[str, typer.Option(help="int8 (dynamic, PyTorch + ONNX Runtime)")] = "int8",
+    rows: Annotated[int, typer.Option(help="rows used for latency and the parity check")] = 64,
+) -> None:
+    """Compress MODEL_DIR into OUTPUT and print size, parameters, latency p50/p99 (batch 1),
+    throughput (batch 64) and the metric with its delta, for PyTorch and ONNX Runtime."""
+    from polymodal.compression import compress as C
+    from polymodal.data.io import read_table
+
+    if method != "int8":
+        _fail(ValueError(f"--method must be int8, got {method!r}"))
+    try:
+        frame = read_table(data)
+        result = C.int8(model_dir, output, frame, data.resolve().parent, str(data), rows=rows)
+    except (ValueError, FileNotFoundError) as err:
+        _fail(err)
+    typer.echo(C.markdown(result))
+    typer.echo(f"wrote {output} and {output / 'compression.json'}")
 
 
 @app.command()

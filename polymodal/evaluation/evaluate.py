@@ -24,7 +24,7 @@ def move(batch: Any, device: torch.device | str) -> Any:
 
 @torch.no_grad()
 def predict_logits(
-    model: nn.Module,
+    model: nn.Module | Any,  # or anything with its call signature, e.g. export.onnx.OnnxModel
     dataset: TableDataset,
     batch_size: int = 256,
     device: str | torch.device = "cpu",
@@ -70,9 +70,11 @@ def evaluate(
     batch_size: int = 256,
     device: str | torch.device = "cpu",
     loss_weights: dict[str, float] | None = None,
+    runner: Any = None,
 ) -> dict[str, Any]:
-    """``{"loss": float, <output>: {metric: value}}`` over the whole dataset."""
-    logits = predict_logits(model, dataset, batch_size, device)
+    """``{"loss": float, <output>: {metric: value}}`` over the whole dataset. ``runner`` (e.g.
+    an ONNX Runtime model) computes the logits in place of ``model``, whose heads score them."""
+    logits = predict_logits(runner or model, dataset, batch_size, device)
     report: dict[str, Any] = {}
     masks = {k: t.present for k, t in dataset.inputs.items()}
     total, _ = model.loss(logits, dataset.targets, masks, loss_weights or {})  # type: ignore[operator]

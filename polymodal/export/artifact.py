@@ -17,6 +17,7 @@ from typing import Any
 from safetensors.torch import load_file, save_file
 
 from polymodal import __version__
+from polymodal.compression.quantize import INT8, quantize_torch
 from polymodal.config import ExperimentConfig, load_config, to_yaml
 from polymodal.data.pipeline import TablePipeline
 from polymodal.models import MultimodalModel, build_model
@@ -66,6 +67,8 @@ def load_artifact(path: str | Path) -> Artifact:
     model = build_model(config, build["specs"], build["num_outputs"], build.get("class_weights"))
     model.load_state_dict(load_file(str(path / "model.safetensors")))
     model.eval()
+    if build.get("quantization") == INT8:  # int8 from the fp32 weights, at load time
+        quantize_torch(model)
     metrics = read_json(path / "metrics.json") if (path / "metrics.json").exists() else {}
     history = read_json(path / "history.json") if (path / "history.json").exists() else []
     return Artifact(config, pipeline, model, build, metrics, history)
