@@ -20,7 +20,8 @@ from polymodal.data.io import read_table
 from polymodal.data.pipeline import TablePipeline
 from polymodal.data.split import split_frame
 from polymodal.data.targets import class_weights_balanced
-from polymodal.evaluation.evaluate import evaluate, predict_logits
+from polymodal.evaluation.evaluate import evaluate
+from polymodal.evaluation.predict import predict_frame
 from polymodal.evaluation.robustness import (
     NOISE_LEVELS,
     robustness,
@@ -169,38 +170,12 @@ class Predictor:
             raise RuntimeError("this Predictor is not fitted: call fit() or Predictor.load(path)")
         return self.artifact_
 
-    def _decoded(
-        self, data: TableLike, base_dir: str | Path | None
-    ) -> tuple[pd.DataFrame, dict[str, dict[str, torch.Tensor]], dict[str, torch.Tensor]]:
-        art = self._check_fitted()
-        frame, base, src = _read(data, "predict", base_dir)
-        inputs = art.pipeline.transform_inputs(frame, base, src)
-        from polymodal.data.dataset import TableDataset
-
-        ds = TableDataset(inputs, {})
-        logits = predict_logits(self.runner_ or art.model, ds)
-        heads = art.model.heads
-        decoded = {name: head.decode(logits[name]) for name, head in heads.items()}  # type: ignore[operator]
-        present = {k: t.present for k, t in inputs.items()}
-        return frame, decoded, present
-
     def predict(self, data: TableLike, base_dir: str | Path | None = None) -> pd.DataFrame:
         """One column per output with predicted labels/values, plus probabilities for classifiers
         (``<output>_proba_<label>``) and ``missing_modalities``, indexed like the input table."""
-        frame, decoded, present = self._decoded(data, base_dir)
-        art = self.artifact_
-        out = pd.DataFrame(index=frame.index)
-        for name, dec in decoded.items():
-            enc = art.pipeline.targets[name]
-            out[name] = enc.decode(dec["pred"])
-            if "proba" in dec:
-                for j, label in enumerate(enc.proba_labels()):
-                    out[f"{name}_proba_{label}"] = dec["proba"][:, j].numpy()
-        names = sorted(present)
-        out["missing_modalities"] = [
-            ",".join(n for n in names if not bool(present[n][i])) for i in range(len(frame))
-        ]
-        return out
+        art = self._check_fitted()
+        frame, base, src = _read(data, "predict", base_dir)
+        return predict_frame(art.model, art.pipeline, frame, base, src, self.runner_)
 
     def predict_proba(self, data: TableLike, base_dir: str | Path | None = None) -> pd.DataFrame:
         """Probability columns only (classification outputs)."""

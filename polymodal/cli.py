@@ -243,6 +243,31 @@ def compress(
 
 
 @app.command()
+def serve(
+    model_dir: Path,
+    backend: Annotated[str, typer.Option(help="torch or onnx")] = "torch",
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    data_dir: Annotated[
+        Path | None, typer.Option(help="folder whose files requests may name by path")
+    ] = None,
+    max_body_mb: Annotated[float, typer.Option(help="larger request bodies get a 413")] = 16.0,
+) -> None:
+    """Serve MODEL_DIR over HTTP: POST /predict, GET /health, GET /metadata, GET /docs."""
+    import uvicorn
+
+    from polymodal.serving.app import create_app
+
+    if backend not in ("torch", "onnx"):
+        _fail(ValueError(f"--backend must be torch or onnx, got {backend!r}"))
+    try:
+        app_ = create_app(model_dir, backend, data_dir, int(max_body_mb * 2**20))  # type: ignore[arg-type]
+    except (ValueError, FileNotFoundError) as err:
+        _fail(err)
+    uvicorn.run(app_, host=host, port=port, log_level="warning")
+
+
+@app.command()
 def info(model_dir: Annotated[Path | None, typer.Argument()] = None) -> None:
     """List every registered component as ``kind name``; with MODEL_DIR, describe that model."""
     import polymodal.models  # noqa: F401  (registers every component)

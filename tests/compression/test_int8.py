@@ -39,7 +39,7 @@ def test_cli_int8_writes_a_loadable_quantised_model(trained):
     assert not (out / "model.fp32.onnx").exists()
 
     quantised = Predictor.load(out)
-    kinds = {type(m).__name__ for m in quantised.artifact_.model.modules()}
+    kinds = {m._get_name() for m in quantised.artifact_.model.modules()}
     assert "DynamicQuantizedLinear" in kinds and "DynamicQuantizedGRU" in kinds, kinds
     fp32 = Predictor.load(trained / "model").predict(trained / "train.csv")
     proba = [c for c in fp32.columns if "_proba_" in c]

@@ -1,0 +1,1 @@
+"""HTTP serving of a saved model (FastAPI + uvicorn), without the training code."""
