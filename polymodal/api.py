@@ -15,7 +15,9 @@ from typing import Any, TypeAlias
 import pandas as pd
 import torch
 
+from polymodal.compression import distill
 from polymodal.config import ExperimentConfig, OutputConfig, load_config
+from polymodal.data.dataset import TableDataset
 from polymodal.data.io import read_table
 from polymodal.data.pipeline import TablePipeline
 from polymodal.data.split import split_frame
@@ -71,9 +73,14 @@ class Predictor:
         output_dir: str | Path | None = None,
         resume: bool = False,
         base_dir: str | Path | None = None,
+        teacher: Predictor | str | Path | None = None,
+        kd_temperature: float = 2.0,
+        kd_alpha: float = 0.5,
     ) -> Predictor:
         """Fit preprocessing on ``train_data`` and train; ``base_dir`` resolves relative file paths
-        in DataFrames (tables read from files use their own folder)."""
+        in DataFrames (tables read from files use their own folder). With a ``teacher`` (a saved
+        model or its directory) this model is a student trained by knowledge distillation:
+        ``(1 - kd_alpha) * hard loss + kd_alpha * T^2 * soft loss`` toward the teacher's logits."""
         cfg = self.config
         seed_everything(cfg.trainer.seed)
         frames = self._frames(train_data, val, test, base_dir)
@@ -91,6 +98,13 @@ class Predictor:
         specs, num_outputs = pipeline.specs(), pipeline.num_outputs()
         build = {"specs": specs, "num_outputs": num_outputs, "class_weights": weights}
         model = build_model(cfg, specs, num_outputs, weights)
+        if teacher is not None:
+            teacher = teacher if isinstance(teacher, Predictor) else Predictor.load(teacher)
+            teacher_art = teacher._check_fitted()
+            distill.check_compatible(teacher_art, {o.name: o.task for o in cfg.outputs})
+            soft = distill.teacher_targets(teacher_art, train_df, base, src)
+            train_ds = TableDataset(train_ds.inputs, {**train_ds.targets, **soft})
+            model = distill.Distilled(model, kd_temperature, kd_alpha)
         run_dir = Path(output_dir) if output_dir else Path(tempfile.mkdtemp(prefix="polymodal-"))
         loss_weights = {o.name: o.weight for o in cfg.outputs}
         with feature_caches(model, pipeline, cfg.trainer):  # frozen encoders: once per input
@@ -252,8 +266,6 @@ class Predictor:
         art = self._check_fitted()
         frame, base, src = _read(data, "export", base_dir)
         inputs = art.pipeline.transform_inputs(frame.head(rows), base, src)
-        from polymodal.data.dataset import TableDataset
-
         text = {i.name for i in art.config.inputs if i.type == "text"}
         batch = batch_of(TableDataset(inputs, {}), rows)
         return export_checked(art.model, batch, path, text, atol)
@@ -261,3 +273,61 @@ class Predictor:
     @property
     def metrics_(self) -> dict[str, Any]:
         return self._check_fitted().metrics
+
+
+COMPRESSION = ("int8", "prune", "distill")
+
+
+def compress(
+    model_dir: str | Path,
+    out_dir: str | Path,
+    method: str,
+    test: TableLike,
+    *,
+    train: TableLike | None = None,
+    val: TableLike | None = None,
+    pruning: str = "magnitude",
+    amount: float = 0.5,
+    epochs: int = 0,
+    lr: float | None = None,
+    student: str | Path | dict[str, Any] | None = None,
+    kd_temperature: float = 2.0,
+    kd_alpha: float = 0.5,
+    rows: int = 64,
+    repeats: int = 200,
+    base_dir: str | Path | None = None,
+) -> dict[str, Any]:
+    """``polymodal compress``: ``model_dir`` in, a compressed model directory ``out_dir`` out,
+    then both measured on ``test`` (see :func:`polymodal.compression.compress.compare`).
+    ``train`` / ``val`` (default: the model's own config tables and split) feed the fine-tune
+    after pruning and the distillation; ``student`` is the smaller model's config."""
+    from polymodal.compression import compress as C
+
+    if method not in COMPRESSION:
+        raise ValueError(f"method must be one of {', '.join(COMPRESSION)}, got {method!r}")
+    original = Predictor.load(model_dir)
+    test_table = _read(test, "test", base_dir)
+    if method == "int8":
+        details, variant = C.int8(model_dir, out_dir, test_table, rows), "int8"
+    elif method == "prune":
+        train_table, val_table = (None, None)
+        if epochs > 0:
+            train_table, val_table, _ = original._frames(train, val, None, base_dir)
+        details = C.prune(model_dir, out_dir, pruning, amount, epochs, train_table, val_table, lr)
+        variant = f"{pruning}{round(amount * 100)}" + (f"_ft{epochs}" if epochs else "")
+    else:
+        if student is None:
+            raise ValueError("distillation needs a student config (a smaller model): --student")
+        cfg = load_config(student)
+        if cfg.data.train is None and train is None:  # the teacher's tables and split
+            cfg = cfg.model_copy(update={"data": original.config.data})
+        pred = Predictor(cfg).fit(train, val=val, base_dir=base_dir, teacher=original,
+                                  kd_temperature=kd_temperature, kd_alpha=kd_alpha)  # fmt: skip
+        pred.save(out_dir)
+        details = {"temperature": kd_temperature, "alpha": kd_alpha,
+                   "best_epoch": pred.metrics_.get("best_epoch")}  # fmt: skip
+        variant = "distilled"
+    result = C.compare(model_dir, out_dir, test_table, variant, rows, repeats)
+    result["details"] = details
+    write_json(Path(out_dir) / "compression.json", result)
+    return result

@@ -223,22 +223,32 @@ def compress(
     model_dir: Path,
     data: Annotated[Path, typer.Option(help="labelled table (test split) for the metric")],
     output: Annotated[Path, typer.Option("--output", "-o", help="compressed model directory")],
-    method: Annotated[str, typer.Option(help="int8 (dynamic, PyTorch + ONNX Runtime)")] = "int8",
+    method: Annotated[str, typer.Option(help="int8 | prune | distill")] = "int8",
+    pruning: Annotated[str, typer.Option(help="prune: magnitude | structured")] = "magnitude",
+    amount: Annotated[float, typer.Option(help="prune: fraction of weights / units")] = 0.5,
+    epochs: Annotated[int, typer.Option(help="prune: fine-tune epochs afterwards")] = 0,
+    lr: Annotated[float | None, typer.Option(help="prune fine-tune rate (default lr/10)")] = None,
+    student: Annotated[Path | None, typer.Option(help="distill: the student's config")] = None,
+    temperature: Annotated[float, typer.Option(help="distill: softening temperature")] = 2.0,
+    alpha: Annotated[float, typer.Option(help="distill: weight of the soft loss")] = 0.5,
+    train: Annotated[Path | None, typer.Option(help="training table (default: config)")] = None,
+    val: Annotated[Path | None, typer.Option(help="validation table (default: config)")] = None,
     rows: Annotated[int, typer.Option(help="rows used for latency and the parity check")] = 64,
+    repeats: Annotated[int, typer.Option(help="batch-1 calls timed per variant")] = 200,
 ) -> None:
-    """Compress MODEL_DIR into OUTPUT and print size, parameters, latency p50/p99 (batch 1),
-    throughput (batch 64) and the metric with its delta, for PyTorch and ONNX Runtime."""
-    from polymodal.compression import compress as C
-    from polymodal.data.io import read_table
+    """Compress MODEL_DIR into OUTPUT (int8 quantisation, pruning or distillation) and print size,
+    parameters, latency p50/p99 (batch 1), throughput (batch 64) and the metric with its delta,
+    for the original and the compressed model in PyTorch and ONNX Runtime."""
+    from polymodal.api import compress as run
+    from polymodal.compression.compress import markdown
 
-    if method != "int8":
-        _fail(ValueError(f"--method must be int8, got {method!r}"))
     try:
-        frame = read_table(data)
-        result = C.int8(model_dir, output, frame, data.resolve().parent, str(data), rows=rows)
+        result = run(model_dir, output, method, data, train=train, val=val, pruning=pruning,
+                     amount=amount, epochs=epochs, lr=lr, student=student,
+                     kd_temperature=temperature, kd_alpha=alpha, rows=rows, repeats=repeats)  # fmt: skip
     except (ValueError, FileNotFoundError) as err:
         _fail(err)
-    typer.echo(C.markdown(result))
+    typer.echo(markdown(result))
     typer.echo(f"wrote {output} and {output / 'compression.json'}")
 
 

@@ -1,91 +1,171 @@
-"""``model dir in -> model dir out`` compression with a report of what it cost and gained."""
+"""``model dir in -> model dir out`` compression, and a report of what it cost and gained.
+
+Each method writes a full model directory (loadable by ``Predictor.load``, servable, exportable);
+:func:`compare` then measures the original and the compressed model the same way, in PyTorch and
+in ONNX Runtime, on a labelled table (the test split).
+"""
 
 from __future__ import annotations
 
 import shutil
+import tempfile
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
+import torch
 
+from polymodal.compression import prune as P
 from polymodal.compression.measure import count_params, profile, size_mb
 from polymodal.compression.quantize import INT8, quantize_onnx
+from polymodal.config import TrainerConfig
 from polymodal.data.dataset import TableDataset
 from polymodal.evaluation.evaluate import evaluate
-from polymodal.export.artifact import load_artifact
+from polymodal.export.artifact import Artifact, load_artifact, save_artifact
 from polymodal.export.onnx import OnnxModel, batch_of, export_checked
+from polymodal.train.loop import train
 from polymodal.utils.io import read_json, write_json
 
-# the metric reported per task (first output), and whether a drop is a loss
-METRIC = {
-    "binary": "roc_auc",
-    "multiclass": "accuracy",
-    "multilabel": "micro_f1",
-    "regression": "rmse",
-}
+# the metric reported for the first output, by task
+METRIC = {"binary": "roc_auc", "multiclass": "accuracy", "multilabel": "micro_f1",
+          "regression": "rmse"}  # fmt: skip
 COPIED = ("config.yaml", "preprocessing.json", "model.safetensors", "metrics.json", "history.json")
+ONNX = "model.onnx"
+Table = tuple[pd.DataFrame, Path, str]  # rows, the folder their file paths are relative to, name
 
 
-def _copy_artifact(src: Path, dst: Path, **build_extra: Any) -> None:
+def _batch(
+    art: Artifact, table: Table, rows: int
+) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+    frame, base, source = table
+    inputs = art.pipeline.transform_inputs(frame.head(rows), base, source)
+    return batch_of(TableDataset(inputs, {}), rows)
+
+
+def _text(art: Artifact) -> set[str]:
+    return {i.name for i in art.config.inputs if i.type == "text"}
+
+
+def int8(
+    model_dir: str | Path, out_dir: str | Path, table: Table, rows: int = 64
+) -> dict[str, Any]:
+    """Dynamic int8: ``out_dir``'s PyTorch model is quantised when loaded (from the fp32
+    safetensors: nothing pickled) and its ``model.onnx`` is ONNX Runtime's int8 graph of the
+    parity-checked fp32 export."""
+    src, dst = Path(model_dir), Path(out_dir)
     dst.mkdir(parents=True, exist_ok=True)
     for name in COPIED:
         if (src / name).exists():
             shutil.copy2(src / name, dst / name)
-    write_json(dst / "model.json", {**read_json(src / "model.json"), **build_extra})
+    write_json(dst / "model.json", {**read_json(src / "model.json"), "quantization": INT8})
+    art = load_artifact(src)
+    with tempfile.TemporaryDirectory(prefix="polymodal-int8-") as tmp:
+        fp32 = Path(tmp) / "model.fp32.onnx"
+        parity = export_checked(art.model, _batch(art, table, rows), fp32, _text(art))
+        quantize_onnx(fp32, dst / ONNX)
+    return {"method": INT8, "onnx_parity_fp32": parity["max_abs_diff"]}
 
 
-def int8(
+def prune(
     model_dir: str | Path,
     out_dir: str | Path,
-    frame: pd.DataFrame,
-    base_dir: Path,
-    source: str,
+    method: str = "magnitude",
+    amount: float = 0.5,
+    epochs: int = 0,
+    train_table: Table | None = None,
+    val_table: Table | None = None,
+    lr: float | None = None,
+) -> dict[str, Any]:
+    """Prune (``magnitude`` or ``structured``), optionally fine-tune for ``epochs`` through the
+    normal training loop (pruned weights stay zero / removed), then save with the pruning made
+    permanent in the weights."""
+    if method not in P.METHODS:
+        raise ValueError(f"pruning method must be one of {', '.join(P.METHODS)}, got {method!r}")
+    art = load_artifact(model_dir)
+    art.model.train()
+    if method == "magnitude":
+        detail: Any = {"zeroed": P.magnitude(art.model, amount)}
+    else:
+        detail = {"layers": P.structured(art.model, amount)}
+    if epochs > 0:
+        if train_table is None:
+            raise ValueError("fine-tuning after pruning needs a training table")
+        art.history = art.history + _finetune(art, train_table, val_table, epochs, lr, out_dir)
+    P.make_permanent(art.model)
+    art.model.eval()
+    info = {"method": method, "amount": amount, "finetune_epochs": epochs, **detail,
+            "sparsity": round(P.sparsity(art.model), 4)}  # fmt: skip
+    art.build = {**art.build, "pruning": info}
+    save_artifact(out_dir, art)
+    return info
+
+
+def _finetune(
+    art: Artifact, train_table: Table, val_table: Table | None, epochs: int, lr: float | None,
+    out_dir: str | Path,
+) -> list[dict[str, Any]]:  # fmt: skip
+    cfg: TrainerConfig = art.config.trainer.model_copy(
+        update={"epochs": epochs, "lr": lr or art.config.trainer.lr / 10, "warmup_ratio": 0.0,
+                "early_stopping_patience": None}
+    )  # fmt: skip
+    train_ds = art.pipeline.dataset(*train_table)
+    val_ds = art.pipeline.dataset(*val_table) if val_table else None
+    weights = {o.name: o.weight for o in art.config.outputs}
+    with tempfile.TemporaryDirectory(prefix="polymodal-finetune-") as run_dir:
+        state = train(art.model, art.pipeline, train_ds, val_ds, cfg, Path(run_dir), weights)
+    return [{**row, "phase": "prune_finetune"} for row in state.history]
+
+
+def compare(
+    original_dir: str | Path,
+    compressed_dir: str | Path,
+    table: Table,
+    variant: str,
     rows: int = 64,
     repeats: int = 200,
 ) -> dict[str, Any]:
-    """Dynamic int8 in both runtimes. ``out_dir`` is a full model directory whose PyTorch model
-    is quantised at load and whose ``model.onnx`` is the int8 graph. ``frame`` is a labelled
-    table (the test split): the metric and its delta from fp32 are measured on it, latency on
-    its first ``rows`` rows."""
-    src, dst = Path(model_dir), Path(out_dir)
-    original = load_artifact(src)
-    _copy_artifact(src, dst, quantization=INT8)
-    quantised = load_artifact(dst)
-    data = original.pipeline.dataset(frame, base_dir, source=source)
-    batch = batch_of(TableDataset(data.inputs, {}), rows)
-    text = {i.name for i in original.config.inputs if i.type == "text"}
-    fp32_onnx = dst / "model.fp32.onnx"
-    parity = export_checked(original.model, batch, fp32_onnx, text)
-    quantize_onnx(fp32_onnx, dst / "model.onnx")
-    output = original.config.outputs[0]
-    metric = METRIC[output.task]
-    table = []
-    for variant, art, runtime, runner, files in (
-        ("fp32", original, "torch", original.model, [src / "model.safetensors"]),
-        ("fp32", original, "onnx", OnnxModel(fp32_onnx), [fp32_onnx]),
-        ("int8", quantised, "torch", quantised.model, [dst / "model.safetensors"]),
-        ("int8", quantised, "onnx", OnnxModel(dst / "model.onnx"), [dst / "model.onnx"]),
-    ):
-        report = evaluate(art.model, data, art.pipeline, runner=runner)
-        params, nonzero = count_params(art.model)
-        table.append(
-            {
-                "variant": f"{variant}_{runtime}",
-                "size_mb": size_mb(*files),
-                "params": params,
-                "nonzero_params": nonzero,
-                **profile(runner, batch, repeats),
-                "metric": report[output.name][metric],
-                "metric_name": metric,
-            }
-        )
-    base = table[0]["metric"]
-    for row in table:
+    """Size, parameters (non-zero), batch-1 latency p50/p99, batch-64 rows/s and the metric (with
+    its delta from the original PyTorch model) of both models in both runtimes. The compressed
+    directory gets its ``model.onnx`` (parity-checked) when it has none yet."""
+    src, dst = Path(original_dir), Path(compressed_dir)
+    out: list[dict[str, Any]] = []
+    with tempfile.TemporaryDirectory(prefix="polymodal-compare-") as tmp:
+        for label, folder, onnx_path in (
+            ("original", src, Path(tmp) / ONNX),
+            (variant, dst, dst / ONNX),
+        ):
+            art = load_artifact(folder)
+            if not onnx_path.exists():
+                export_checked(art.model, _batch(art, table, rows), onnx_path, _text(art))
+            out += _measure(art, folder, onnx_path, label, table, rows, repeats)
+    base = out[0]["metric"]
+    for row in out:
         row["metric_delta"] = None if base is None else round(row["metric"] - base, 5)
-    fp32_onnx.unlink()  # the int8 graph is the one kept
-    result = {"method": INT8, "onnx_parity_fp32": parity["max_abs_diff"], "rows": table}
+    result = {"variant": variant, "rows": out}
     write_json(dst / "compression.json", result)
     return result
+
+
+def _measure(
+    art: Artifact, folder: Path, onnx_path: Path, label: str, table: Table, rows: int,
+    repeats: int,
+) -> list[dict[str, Any]]:  # fmt: skip
+    output = art.config.outputs[0]
+    metric = METRIC[output.task]
+    data = art.pipeline.dataset(*table)
+    batch = _batch(art, table, rows)
+    params, nonzero = count_params(art.model)
+    weights = folder / "model.safetensors"
+    out = []
+    for runtime, runner, files in (
+        ("torch", art.model, [weights]),
+        ("onnx", OnnxModel(onnx_path), [onnx_path]),
+    ):
+        report = evaluate(art.model, data, art.pipeline, runner=runner)
+        out.append({"variant": f"{label}_{runtime}", "size_mb": size_mb(*files),
+                    "params": params, "nonzero_params": nonzero, **profile(runner, batch, repeats),
+                    "metric": report[output.name][metric], "metric_name": metric})  # fmt: skip
+    return out
 
 
 def markdown(result: dict[str, Any]) -> str:

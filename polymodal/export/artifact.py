@@ -17,6 +17,7 @@ from typing import Any
 from safetensors.torch import load_file, save_file
 
 from polymodal import __version__
+from polymodal.compression.prune import fit_shapes
 from polymodal.compression.quantize import INT8, quantize_torch
 from polymodal.config import ExperimentConfig, load_config, to_yaml
 from polymodal.data.pipeline import TablePipeline
@@ -65,7 +66,9 @@ def load_artifact(path: str | Path) -> Artifact:
     build = read_json(path / "model.json")
     build.pop("polymodal_version", None)
     model = build_model(config, build["specs"], build["num_outputs"], build.get("class_weights"))
-    model.load_state_dict(load_file(str(path / "model.safetensors")))
+    state = load_file(str(path / "model.safetensors"))
+    fit_shapes(model, state)  # a structurally pruned model has smaller layers than its config
+    model.load_state_dict(state)
     model.eval()
     if build.get("quantization") == INT8:  # int8 from the fp32 weights, at load time
         quantize_torch(model)

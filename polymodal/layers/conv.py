@@ -44,8 +44,14 @@ class ConvBlock(nn.Module):
         self.act = nn.ReLU(inplace=True)
         self.pool: nn.Module = nn.MaxPool2d(2, ceil_mode=True) if pool else nn.Identity()
 
+    def chain(self) -> list[nn.Module]:
+        """The layers in call order: a plain chain, which structured pruning can shrink."""
+        return [self.conv, self.norm, self.act, self.pool]
+
     def forward(self, x: Tensor) -> Tensor:
-        return self.pool(self.act(self.norm(self.conv(x))))  # (B, C_in, H, W) -> (B, C_out, H', W')
+        for layer in self.chain():  # (B, C_in, H, W) -> (B, C_out, H', W')
+            x = layer(x)
+        return x
 
 
 class ResidualBlock(nn.Module):
