@@ -59,6 +59,7 @@ class Predictor:
     """Train, evaluate, save and load a multimodal model described by one config."""
 
     runner_: Any = None  # an ONNX Runtime model in place of the PyTorch one (``load(backend=)``)
+    model_dir_: Path | None = None  # the saved model's folder (vector indexes live there)
 
     def __init__(self, config: str | Path | dict[str, Any] | ExperimentConfig) -> None:
         self.config = load_config(config)
@@ -125,6 +126,7 @@ class Predictor:
         self.artifact_ = Artifact(cfg, pipeline, model, build, metrics, state.history)
         if output_dir:
             save_artifact(run_dir, self.artifact_)
+            self.model_dir_ = run_dir
         shutil.rmtree(run_dir / "checkpoints", ignore_errors=True)  # finished: nothing to resume
         if not output_dir:
             shutil.rmtree(run_dir, ignore_errors=True)
@@ -237,6 +239,7 @@ class Predictor:
         pred.config = art.config
         pred.artifact_ = art
         pred.runner_ = None
+        pred.model_dir_ = Path(path)  # where `index` stores and `search` finds vector indexes
         if backend == "onnx":
             onnx_path = Path(path) / ONNX_FILE
             if not onnx_path.exists():
@@ -273,6 +276,57 @@ class Predictor:
     @property
     def metrics_(self) -> dict[str, Any]:
         return self._check_fitted().metrics
+
+    # -- retrieval --------------------------------------------------------------------------
+    def index(
+        self,
+        data: TableLike,
+        column: str,
+        model_dir: str | Path | None = None,
+        kind: str = "auto",
+        id_column: str | None = None,
+        output: str | None = None,
+        base_dir: str | Path | None = None,
+    ) -> dict[str, Any]:
+        """Embed ``column`` of ``data`` with the retrieval head and store a FAISS index of it in
+        ``model_dir/index/`` (default: the folder the model was loaded from); ``kind`` auto picks
+        exact search below 50,000 rows, HNSW above. Returns the index's description."""
+        from polymodal.export import index as ix
+
+        art = self._check_fitted()
+        frame, base, src = _read(data, "index", base_dir)
+        si = ix.build_index(art, frame, column, base, src, output, kind, id_column)
+        where = model_dir or self.model_dir_
+        if where is None:
+            raise ValueError("no model directory to store the index in: pass model_dir")
+        path = ix.save_index(where, si)
+        described = {k: v for k, v in si.meta.items() if k not in ("ids", "values")}
+        return {**described, "path": str(path)}
+
+    def search(
+        self,
+        text: str | list[str] | None = None,
+        image: str | Path | bytes | list[Any] | None = None,
+        k: int = 10,
+        column: str | None = None,
+        model_dir: str | Path | None = None,
+    ) -> pd.DataFrame:
+        """Top-``k`` rows of a stored index for text or image queries (the other side of the
+        retrieval pair): columns ``query, rank, id, score, <indexed column>``."""
+        from polymodal.export import index as ix
+
+        if (text is None) == (image is None):
+            raise ValueError("search needs exactly one of text= or image=")
+        art = self._check_fitted()
+        where = model_dir or self.model_dir_
+        if where is None:
+            raise ValueError("no model directory holding an index: pass model_dir")
+        si = ix.load_index(where, column)
+        raw = text if text is not None else image
+        queries = list(raw) if isinstance(raw, list) else [raw]
+        if image is not None:
+            queries = [q if isinstance(q, bytes) else str(q) for q in queries]
+        return ix.search(art, si, queries, "text" if text is not None else "image", k)
 
 
 COMPRESSION = ("int8", "prune", "distill")

@@ -277,6 +277,48 @@ def serve(
     uvicorn.run(app_, host=host, port=port, log_level="warning")
 
 
+@app.command(name="index")
+def index_cmd(
+    model_dir: Path,
+    table: Path,
+    column: Annotated[str, typer.Option(help="the column to embed (a side of the retrieval pair)")],
+    kind: Annotated[str, typer.Option(help="auto | flat (exact) | hnsw | ivf")] = "auto",
+    id_column: Annotated[
+        str | None, typer.Option(help="column whose values identify rows (default: row number)")
+    ] = None,
+    output: Annotated[str | None, typer.Option(help="retrieval output, if several")] = None,
+) -> None:
+    """Embed TABLE's COLUMN with MODEL_DIR's retrieval head and store a FAISS index beside the
+    model (MODEL_DIR/index/); exact below 50,000 rows, HNSW above (with --kind auto)."""
+    from polymodal.api import Predictor
+
+    try:
+        info_ = Predictor.load(model_dir).index(
+            table, column, kind=kind, id_column=id_column, output=output
+        )
+    except (ValueError, FileNotFoundError) as err:
+        _fail(err)
+    typer.echo(json.dumps(info_, indent=2))
+
+
+@app.command(name="search")
+def search_cmd(
+    model_dir: Path,
+    text: Annotated[str | None, typer.Option(help="text query")] = None,
+    image: Annotated[Path | None, typer.Option(help="image file query")] = None,
+    k: Annotated[int, typer.Option("-k", "--k", help="how many rows to return")] = 10,
+    column: Annotated[str | None, typer.Option(help="which index, if several")] = None,
+) -> None:
+    """Top-k rows of MODEL_DIR's index for a --text or an --image query, with their scores."""
+    from polymodal.api import Predictor
+
+    try:
+        hits = Predictor.load(model_dir).search(text=text, image=image, k=k, column=column)
+    except (ValueError, FileNotFoundError) as err:
+        _fail(err)
+    typer.echo(hits.drop(columns="query").to_string(index=False))
+
+
 @app.command()
 def info(model_dir: Annotated[Path | None, typer.Argument()] = None) -> None:
     """List every registered component as ``kind name``; with MODEL_DIR, describe that model."""

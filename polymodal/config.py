@@ -14,7 +14,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 Modality = Literal["text", "image", "audio", "numeric", "categorical"]
-Task = Literal["binary", "multiclass", "multilabel", "regression"]
+Task = Literal["binary", "multiclass", "multilabel", "regression", "retrieval", "caption"]
 
 DEFAULT_ENCODER: dict[str, str] = {
     "text": "text_cnn",
@@ -63,6 +63,9 @@ class OutputConfig(_Strict):
     class_weights: Literal["balanced"] | list[float] | dict[str, float] | None = None
     weight: float = 1.0  # loss weight in multi-task training
     label_separator: str = "|"  # multilabel cells like "a|b"
+    # retrieval: the two inputs mapped into one shared space (e.g. [image, text]); ``name`` is
+    # then the output's name, not a column
+    pair: list[str] | None = None
 
 
 class DataConfig(_Strict):
@@ -74,6 +77,12 @@ class DataConfig(_Strict):
     test_fraction: float = 0.1
     seed: int = 42
     bad_cells: Literal["raise", "mask"] = "raise"  # unreadable file cells: error, or mask+count
+    # read tables in record batches instead of whole (Parquet / CSV / JSONL; a file, folder or
+    # glob of shards); "auto": stream folders, globs and training tables over the threshold
+    streaming: bool | Literal["auto"] = "auto"
+    streaming_threshold_mb: float = 1024.0
+    shuffle_buffer: int = 10000  # streaming: rows shuffled together (0: the table's order)
+    fit_rows: int | None = None  # streaming: rows the preprocessors are fitted on (None: all)
 
 
 class TrainerConfig(_Strict):
@@ -126,7 +135,8 @@ class ExperimentConfig(_Strict):
         if dup:
             raise ValueError(f"duplicate input names: {sorted(dup)}")
         self._tie(names)
-        targets = {o.name for o in self.outputs}
+        self._check_pairs(names)
+        targets = {o.name for o in self.outputs if o.task != "retrieval"}
         for inp in self.inputs:
             leak = targets & set(inp.cols)
             if leak:
@@ -135,6 +145,20 @@ class ExperimentConfig(_Strict):
                     f"input {inp.name!r} reads target column(s) {sorted(leak)}: a leak"
                 )
         return self
+
+    def _check_pairs(self, names: list[str]) -> None:
+        """A retrieval output names two distinct inputs; no other task takes a pair."""
+        for out in self.outputs:
+            if out.task != "retrieval":
+                if out.pair is not None:
+                    raise ValueError(f"output {out.name!r}: pair applies to task retrieval only")
+                continue
+            pair = out.pair or []
+            if len(pair) != 2 or pair[0] == pair[1] or not set(pair) <= set(names):
+                raise ValueError(
+                    f"output {out.name!r} (retrieval): pair must name two different inputs, "
+                    f"got {out.pair}; valid choices: {names}"
+                )
 
     def _tie(self, names: list[str]) -> None:
         """A tied input takes a copy of its owner's encoder and preprocessing blocks."""

@@ -17,6 +17,7 @@ from polymodal import registry
 from polymodal.config import InputConfig, OutputConfig
 from polymodal.data.base import DataError, Preprocessor, Transformed
 from polymodal.data.dataset import TableDataset
+from polymodal.data.seq_targets import make_target, target_from_state
 from polymodal.data.targets import TargetEncoder
 
 
@@ -42,19 +43,18 @@ class TablePipeline:
             if inp.tied is not None:
                 self.preprocessors[inp.name] = self.preprocessors[inp.tied]
         self.targets: dict[str, TargetEncoder] = {
-            out.name: TargetEncoder(out.task, label_separator=out.label_separator)
-            for out in outputs
+            out.name: make_target(out.task, out.label_separator) for out in outputs
         }
 
     # -- fitting -----------------------------------------------------------------------------
     def fit(self, frame: pd.DataFrame, base_dir: Path, source: str = "<train>") -> TablePipeline:
         check_columns(frame, [c for i in self.inputs for c in i.cols], source)
-        check_columns(frame, [o.name for o in self.outputs], source)
+        check_columns(frame, self.target_columns(), source)
         for inp in self.inputs:
             if inp.tied is None:
                 self.preprocessors[inp.name].fit(frame, inp.cols, base_dir)
         for out in self.outputs:
-            self.targets[out.name].fit(frame[out.name], source=source)
+            self.targets[out.name].fit(self._target_cells(frame, out), source=source)
         return self
 
     # -- applying ----------------------------------------------------------------------------
@@ -72,11 +72,23 @@ class TablePipeline:
     def transform_targets(
         self, frame: pd.DataFrame, source: str = "<table>"
     ) -> dict[str, torch.Tensor]:
-        check_columns(frame, [o.name for o in self.outputs], source)
+        check_columns(frame, self.target_columns(), source)
         return {
-            o.name: self.targets[o.name].transform(frame[o.name], source=source)
+            o.name: self.targets[o.name].transform(self._target_cells(frame, o), source=source)
             for o in self.outputs
         }
+
+    def _pair_columns(self, out: OutputConfig) -> list[str]:
+        by_name = {i.name: i for i in self.inputs}
+        return [by_name[n].cols[0] for n in out.pair or []]
+
+    def target_columns(self) -> list[str]:
+        """The columns the outputs read: the target column, or a retrieval pair's two inputs."""
+        cols = [c for o in self.outputs for c in self._pair_columns(o) or [o.name]]
+        return list(dict.fromkeys(cols))
+
+    def _target_cells(self, frame: pd.DataFrame, out: OutputConfig) -> Any:
+        return frame[self._pair_columns(out)] if out.task == "retrieval" else frame[out.name]
 
     def dataset(
         self,
@@ -118,7 +130,7 @@ class TablePipeline:
         pipe.inputs, pipe.outputs = inputs, outputs
         pipe.bad_cells = state.get("bad_cells", "raise")
         pipe.preprocessors = {k: Preprocessor.from_state(v) for k, v in state["inputs"].items()}
-        pipe.targets = {k: TargetEncoder.from_state(v) for k, v in state["targets"].items()}
+        pipe.targets = {k: target_from_state(v) for k, v in state["targets"].items()}
         return pipe
 
 

@@ -1,9 +1,11 @@
 """Encoders: one input's batch tensor -> (B, out_dim). Importing this package registers them all
 as ``("encoder", name)``: bow, fasttext, text_cnn, bigru, transformer (text); image_cnn, resnet
-(image); audio_cnn (audio); mlp (numeric); embedding (categorical); hf, minilm (pretrained)."""
+(image); audio_cnn (audio); mlp (numeric); embedding (categorical); hf, minilm, efficientnet_lite
+(pretrained)."""
 
 from polymodal.encoders.audio import AudioCNN
 from polymodal.encoders.base import Encoder
+from polymodal.encoders.efficientnet import EfficientNetLite
 from polymodal.encoders.hf import HFEncoder, MiniLM
 from polymodal.encoders.image import ImageCNN, ResNet
 from polymodal.encoders.tabular import CategoricalEmbedding, NumericMLP
@@ -14,6 +16,7 @@ __all__ = [
     "BagOfEmbeddings",
     "BiGRU",
     "CategoricalEmbedding",
+    "EfficientNetLite",
     "Encoder",
     "FastText",
     "HFEncoder",

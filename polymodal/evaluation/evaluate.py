@@ -51,6 +51,9 @@ def score(
     name: str,
 ) -> dict[str, Any]:
     """Metrics for one output from the head's decoded predictions and the encoded targets."""
+    enc = pipeline.targets[name]
+    if task == "caption":  # references decoded from the gold ids, as generated text is
+        return M.caption_metrics(enc.decode(decoded["pred"]), enc.decode(target))
     y = target.cpu().numpy()
     if task == "binary":
         return M.binary_metrics(y, decoded["proba"][:, 1].numpy())
@@ -58,7 +61,6 @@ def score(
         return M.multiclass_metrics(y, decoded["proba"].numpy())
     if task == "multilabel":
         return M.multilabel_metrics(y, decoded["proba"].numpy())
-    enc = pipeline.targets[name]
     pred = enc.inverse(decoded["pred"]).numpy()
     return M.regression_metrics(enc.inverse(target).numpy(), pred)
 
@@ -77,13 +79,27 @@ def evaluate(
     logits = predict_logits(runner or model, dataset, batch_size, device)
     report: dict[str, Any] = {}
     masks = {k: t.present for k, t in dataset.inputs.items()}
-    total, _ = model.loss(logits, dataset.targets, masks, loss_weights or {})  # type: ignore[operator]
+    with torch.no_grad():  # heads that run a network in their loss (caption decoder)
+        total, _ = model.loss(logits, dataset.targets, masks, loss_weights or {})  # type: ignore[operator]
     report["loss"] = float(total)
     for name, head in model.heads.items():  # type: ignore[union-attr,operator]
+        if head.task == "retrieval":
+            report[name] = retrieval_score(head, logits[name], dataset.targets[name])
+            continue
         decoded = head.decode(logits[name])
         report[name] = score(head.task, decoded, dataset.targets[name], pipeline, name)
     report["n_rows"] = len(dataset)
     return report
+
+
+def retrieval_score(head: nn.Module, embeddings: torch.Tensor, ids: torch.Tensor) -> dict[str, Any]:
+    """R@1/5/10 and median rank both ways over the rows whose two sides are present."""
+    a, b = embeddings[:, 0], embeddings[:, 1]  # (N, dim) unit vectors, zeros where missing
+    present = (a.abs().sum(-1) > 0) & (b.abs().sum(-1) > 0)
+    names = (str(head.pair[0]), str(head.pair[1]))  # type: ignore[index]
+    return M.retrieval_metrics(
+        a[present].numpy(), b[present].numpy(), ids[present].cpu().numpy(), names
+    )
 
 
 def monitor_value(report: dict[str, Any], monitor: str | None) -> tuple[float, bool]:
@@ -98,7 +114,7 @@ def monitor_value(report: dict[str, Any], monitor: str | None) -> tuple[float, b
             f"trainer.monitor {monitor!r} is not a metric; valid choices: loss, {', '.join(valid)}"
         )
     value = report[output][metric]
-    higher = M.HIGHER_IS_BETTER.get(metric, True)
+    higher = M.higher_is_better(metric)
     if value is None:
         return (-np.inf if higher else np.inf), higher
     return float(value), higher

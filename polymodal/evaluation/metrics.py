@@ -77,6 +77,65 @@ def regression_metrics(target: np.ndarray, pred: np.ndarray) -> dict[str, Any]:
     }
 
 
+def first_positive_ranks(
+    queries: np.ndarray, gallery: np.ndarray, ids: np.ndarray, chunk: int = 1024
+) -> np.ndarray:
+    """Rank (1 = best) of each query's best-scoring positive among the row-aligned gallery, by
+    dot product: 1 + the number of non-positive items scoring above it. Rows ``i`` and ``j`` are
+    positives when they share a group id on either side (``ids`` (N, 2))."""
+    ranks = np.empty(len(queries), dtype=np.int64)
+    for start in range(0, len(queries), chunk):
+        sim = queries[start : start + chunk] @ gallery.T  # (q, N)
+        part = ids[start : start + chunk]
+        pos = (part[:, None, 0] == ids[None, :, 0]) | (part[:, None, 1] == ids[None, :, 1])
+        best = np.where(pos, sim, -np.inf).max(1, keepdims=True)
+        ranks[start : start + chunk] = 1 + ((sim > best) & ~pos).sum(1)
+    return ranks
+
+
+def retrieval_metrics(
+    a: np.ndarray,
+    b: np.ndarray,
+    ids: np.ndarray,
+    names: tuple[str, str],
+    ks: tuple[int, ...] = (1, 5, 10),
+) -> dict[str, Any]:
+    """Recall@k and median rank in both directions for row-aligned unit vectors ``a``, ``b``
+    (N, D) (row i of ``a`` matches row i of ``b``); ``ids`` (N, 2) are group ids."""
+    out: dict[str, Any] = {}
+    for (qn, q), (gn, g) in (((names[0], a), (names[1], b)), ((names[1], b), (names[0], a))):
+        ranks = first_positive_ranks(q, g, ids)
+        for k in ks:
+            out[f"{qn}_to_{gn}_R@{k}"] = float((ranks <= k).mean()) if len(ranks) else None
+        out[f"{qn}_to_{gn}_median_rank"] = float(np.median(ranks)) if len(ranks) else None
+    top = max(ks)
+    both = [out[f"{names[0]}_to_{names[1]}_R@{top}"], out[f"{names[1]}_to_{names[0]}_R@{top}"]]
+    out[f"mean_R@{top}"] = None if None in both else float(np.mean(both))
+    out["n_pairs"] = len(a)
+    return out
+
+
+def caption_metrics(hypotheses: list[str], references: list[str]) -> dict[str, Any]:
+    """Corpus BLEU-4 (sacrebleu, 0-100, one reference per row) and exact-match rate of
+    lower-cased, whitespace-normalised captions."""
+    import sacrebleu
+
+    norm = lambda t: " ".join(t.lower().split())  # noqa: E731
+    hyps, refs = [norm(h) for h in hypotheses], [norm(r) for r in references]
+    bleu = sacrebleu.corpus_bleu(hyps, [refs]) if hyps else None
+    return {
+        "bleu4": float(bleu.score) if bleu is not None else None,
+        "exact_match": float(np.mean([h == r for h, r in zip(hyps, refs, strict=True)]))
+        if hyps
+        else None,
+    }
+
+
+def higher_is_better(metric: str) -> bool:
+    """Early stopping direction; ranks (``*_median_rank``) are better low."""
+    return HIGHER_IS_BETTER.get(metric, not metric.endswith("median_rank"))
+
+
 # For early stopping: is a larger value better?
 HIGHER_IS_BETTER = {
     "accuracy": True,
@@ -95,4 +154,6 @@ HIGHER_IS_BETTER = {
     "mae": False,
     "hamming_loss": False,
     "loss": False,
+    "bleu4": True,
+    "exact_match": True,
 }

@@ -21,6 +21,8 @@ MAIN_METRIC = {
     "multiclass": "accuracy",
     "multilabel": "micro_f1",
     "regression": "rmse",
+    "retrieval": "mean_R@10",
+    "caption": "bleu4",
 }
 
 

@@ -31,7 +31,7 @@ ENCODER_INJECTED = (
     "sample_rate",
 )
 FUSION_INJECTED = ("in_dims",)
-HEAD_INJECTED = ("in_dim", "num_outputs", "loss", "focal_gamma", "class_weights")
+HEAD_INJECTED = ("in_dim", "in_dims", "pair", "num_outputs", "loss", "focal_gamma", "class_weights")
 
 
 def _encoder_class(inp: InputConfig) -> type:
@@ -105,6 +105,8 @@ def build_model(
             {"type": out.task, **out.head},
             where=f"outputs.{out.name}.head",
             in_dim=int(fusion.out_dim),
+            in_dims=in_dims,  # retrieval towers / a caption's source read one input's features
+            pair=out.pair,
             num_outputs=num_outputs[out.name],
             loss=out.loss,
             focal_gamma=out.focal_gamma,

@@ -14,6 +14,7 @@ from torch import nn
 Tensors = dict[str, torch.Tensor]
 
 MODALITY_SUFFIX = "@modalities"  # decision-level fusion also returns per-modality logits
+COMBINED = ("binary", "multiclass", "multilabel", "regression")  # tasks late fusion combines
 
 
 class MultimodalModel(nn.Module):
@@ -35,6 +36,9 @@ class MultimodalModel(nn.Module):
         self.fusion = fusion
         self.heads = nn.ModuleDict(dict(sorted(heads.items())))
         self.decision_level = bool(getattr(fusion, "decision_level", False))
+        # a head with ``reads`` (retrieval towers, a caption's source) takes those inputs' own
+        # features; fusion runs only when some head reads the fused vector
+        self.uses_fusion = any(getattr(h, "reads", None) is None for h in self.heads.values())
         # name -> FeatureCache for frozen encoders, attached by the trainer (never saved/exported)
         self.feature_caches: dict[str, Callable[[nn.Module, torch.Tensor], torch.Tensor]] = {}
 
@@ -49,11 +53,16 @@ class MultimodalModel(nn.Module):
 
     def forward(self, features: Tensors, masks: Tensors) -> Tensors:
         masks = {k: masks[k].bool() for k in self.inputs}
-        fused = self.fusion(self.encode(features), masks)  # (B, D) or (B, M, D) if decision-level
+        embeddings = self.encode(features)
+        fused = self.fusion(embeddings, masks) if self.uses_fusion else None  # (B, D) / (B, M, D)
         out: Tensors = {}
         for name, head in self.heads.items():
+            reads = getattr(head, "reads", None)
+            if reads is not None:
+                out[name] = head({k: embeddings[k] for k in reads}, {k: masks[k] for k in reads})
+                continue
             logits = head(fused)
-            if self.decision_level:
+            if self.decision_level and head.task in COMBINED:
                 out[name + MODALITY_SUFFIX] = logits  # (B, M, C)
                 stacked = torch.stack([masks[k] for k in self.inputs], dim=1)  # (B, M)
                 logits = self.fusion.combine(logits, stacked, head.task)  # type: ignore[operator]
@@ -69,7 +78,7 @@ class MultimodalModel(nn.Module):
         total: torch.Tensor | None = None
         parts: dict[str, float] = {}
         for name, head in self.heads.items():
-            if self.decision_level:
+            if self.decision_level and head.task in COMBINED:
                 value = self._per_modality_loss(
                     head, outputs[name + MODALITY_SUFFIX], targets[name], masks
                 )

@@ -1,17 +1,16 @@
 """HTTP serving: a FastAPI app around one loaded model (loaded once; each request only
-preprocesses its rows and runs the network). The request schema is a pydantic model generated
-from the model's own input columns, so the OpenAPI schema, validation and error messages all come
-from one description. Never imports the training code.
+preprocesses its rows and runs the network). Requests are described by :mod:`.schema`, from the
+model's own input columns, so the OpenAPI schema, validation and error messages share one
+description. Never imports the training code.
 
 Bad input is a 4xx naming the row and field: pydantic's 422 (missing / extra field, wrong type,
-NaN, malformed JSON), 413 for an oversize body, 422 for undecodable base64 or a file path outside
-the allowed folder, and the pipeline's own data errors (an unreadable image/audio cell) as 422.
+NaN, malformed JSON), 413 for an oversize body, 422 for undecodable base64, an unreadable upload
+or a file path outside the allowed folder, and the pipeline's own data errors (an unreadable
+image/audio cell) as 422.
 """
 
 # no ``from __future__ import annotations``: FastAPI reads the endpoint's annotations, and the
 # request model is built at run time inside ``create_app``
-import base64
-import binascii
 import tempfile
 from pathlib import Path
 from typing import Any, Literal
@@ -20,45 +19,12 @@ import pandas as pd
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field, create_model
+from pydantic import BaseModel
 
 from polymodal.data.base import DataError
 from polymodal.evaluation.predict import predict_frame
 from polymodal.export.artifact import Artifact, load_artifact
-
-FILE_TYPES = ("image", "audio")
-PY_TYPES: dict[str, Any] = {
-    "text": str | None,
-    "numeric": float | None,
-    "categorical": str | int | float | None,
-    "image": str | None,  # base64 (or a data: URI), or a path inside the allowed folder
-    "audio": str | None,
-}
-
-
-class CellError(ValueError):
-    """A cell that cannot be used, with its row and field."""
-
-    def __init__(self, row: int, field: str, expected: str) -> None:
-        super().__init__(f"row {row}, field {field!r}: {expected}")
-        self.row, self.field = row, field
-
-
-def input_columns(art: Artifact) -> dict[str, str]:
-    """Column -> modality of every input column the model reads, sorted."""
-    cols = {c: i.type for i in art.config.inputs for c in (i.columns or [i.name])}
-    return dict(sorted(cols.items()))
-
-
-def row_model(art: Artifact) -> type[BaseModel]:
-    """One pydantic model per served model: every input column required (null = missing),
-    nothing else allowed, no NaN/inf."""
-    fields: dict[str, Any] = {
-        col: (PY_TYPES[kind], Field(..., description=f"{kind} column"))
-        for col, kind in input_columns(art).items()
-    }
-    config = ConfigDict(extra="forbid", allow_inf_nan=False, populate_by_name=True)
-    return create_model("Row", __config__=config, **fields)  # type: ignore[call-overload, no-any-return]
+from polymodal.serving import schema as S
 
 
 class Prediction(BaseModel):
@@ -70,39 +36,58 @@ class PredictResponse(BaseModel):
     predictions: list[Prediction]
 
 
-def _inside(data_dir: Path, value: str) -> Path | None:
-    """``value`` as an existing file inside ``data_dir``, or None (a long base64 string is not a
-    usable file name: the OS refuses it, and that only means it is not a path)."""
-    try:
-        path = (data_dir / value).resolve()
-        return path if path.is_relative_to(data_dir) and path.is_file() else None
-    except (OSError, ValueError):
-        return None
+class Served:
+    """The loaded model and what each request needs from it."""
 
+    def __init__(self, model_dir: str | Path, backend: str, data_dir: str | Path | None) -> None:
+        if backend not in ("torch", "onnx"):
+            raise ValueError(f"backend must be torch or onnx, got {backend!r}")
+        self.art: Artifact = load_artifact(model_dir)
+        self.backend = backend
+        self.runner = None
+        if backend == "onnx":
+            from polymodal.export.onnx import OnnxModel
 
-def _decode_file(
-    value: str, row: int, field: str, kind: str, folder: Path, data_dir: Path | None
-) -> str:
-    """A base64 / data: URI cell -> a temporary file; a path -> itself, only inside ``data_dir``."""
-    raw = value.split(",", 1)[1] if value.startswith("data:") else value
-    if data_dir is not None and not value.startswith("data:"):
-        path = _inside(data_dir, value)
-        if path is not None:
-            return str(path)
-    try:
-        blob = base64.b64decode(raw, validate=True)
-    except (binascii.Error, ValueError):
-        allowed = (
-            f"or a path inside {data_dir}"
-            if data_dir
-            else "(file paths are not accepted: the server has no --data-dir)"
-        )
-        raise CellError(
-            row, field, f"expected base64-encoded {kind} bytes or a data: URI {allowed}"
-        ) from None
-    target = folder / f"{row}_{len(list(folder.iterdir()))}.bin"  # format read from the bytes
-    target.write_bytes(blob)
-    return str(target)
+            onnx_path = Path(model_dir) / "model.onnx"
+            if not onnx_path.exists():
+                raise FileNotFoundError(
+                    f"{onnx_path} not found: run `polymodal export {model_dir}` first"
+                )
+            self.runner = OnnxModel(onnx_path)
+        self.data_dir = Path(data_dir).resolve() if data_dir else None
+        self.columns = S.input_columns(self.art)
+
+    def predict(self, records: list[dict[str, Any]]) -> Any:
+        """Records (cells as sent) -> the response body, or a 422 naming the row and field."""
+        with tempfile.TemporaryDirectory(prefix="polymodal-serve-") as tmp:
+            try:
+                for i, rec in enumerate(records):
+                    for col, kind in self.columns.items():
+                        value = rec[col]
+                        if (
+                            kind in S.FILE_TYPES
+                            and value is not None
+                            and (isinstance(value, bytes) or value.strip())
+                        ):
+                            rec[col] = S.decode_file(value, i, col, kind, Path(tmp), self.data_dir)
+                frame = pd.DataFrame.from_records(records, columns=list(self.columns))
+                out = predict_frame(
+                    self.art.model, self.art.pipeline, frame, Path(tmp), "<request>", self.runner
+                )
+            except (S.CellError, DataError, ValueError, OSError) as err:  # the cell's fault
+                return JSONResponse(status_code=422, content={"detail": str(err)})
+        return {"predictions": [_row(self.art, out, i) for i in range(len(out))]}
+
+    def metadata(self) -> dict[str, Any]:
+        outputs: dict[str, Any] = {}
+        for o in self.art.config.outputs:
+            outputs[o.name] = {"task": o.task}
+            if o.task != "regression":
+                labels = self.art.pipeline.targets[o.name].proba_labels()
+                outputs[o.name]["labels"] = [str(x) for x in labels]
+        card = {"config": self.art.config.model_dump(mode="json"), "metrics": self.art.metrics}
+        return {"inputs": self.columns, "outputs": outputs, "backend": self.backend,
+                "model_card": card}  # fmt: skip
 
 
 def create_app(
@@ -112,22 +97,10 @@ def create_app(
     max_body_bytes: int = 16 * 2**20,
     max_rows: int = 1024,
 ) -> FastAPI:
-    art = load_artifact(model_dir)
-    runner = None
-    if backend == "onnx":
-        from polymodal.export.onnx import OnnxModel
-
-        runner = OnnxModel(Path(model_dir) / "model.onnx")
-    allowed = Path(data_dir).resolve() if data_dir else None
-    columns = input_columns(art)
-    Row = row_model(art)
-    Request_ = create_model(
-        "PredictRequest",
-        __config__=ConfigDict(extra="forbid"),
-        rows=(list[Row], Field(..., min_length=1, max_length=max_rows)),  # type: ignore[valid-type]
-    )
+    served = Served(model_dir, backend, data_dir)
+    Body = S.request_model(served.columns, max_rows)
     app = FastAPI(title="polymodal model server", version="1")
-    app.add_exception_handler(RequestValidationError, _validation_error)  # type: ignore[arg-type]
+    app.add_exception_handler(RequestValidationError, S.validation_error)  # type: ignore[arg-type]
 
     @app.middleware("http")
     async def limit_body(request: Request, call_next: Any) -> Any:
@@ -145,57 +118,26 @@ def create_app(
 
     @app.get("/metadata")
     def metadata() -> dict[str, Any]:
-        outputs = {
-            o.name: {
-                "task": o.task,
-                "labels": [str(x) for x in art.pipeline.targets[o.name].proba_labels()],
-            }
-            if o.task != "regression"
-            else {"task": o.task}
-            for o in art.config.outputs
-        }
-        return {
-            "inputs": columns,
-            "outputs": outputs,
-            "backend": backend,
-            "model_card": {"config": art.config.model_dump(mode="json"), "metrics": art.metrics},
-        }
+        return served.metadata()
 
     @app.post("/predict", response_model=PredictResponse)
-    def predict(body: Request_) -> Any:  # type: ignore[valid-type]
-        records = [r.model_dump() for r in body.rows]  # type: ignore[attr-defined]
-        with tempfile.TemporaryDirectory(prefix="polymodal-serve-") as tmp:
-            try:
-                for i, rec in enumerate(records):
-                    for col, kind in columns.items():
-                        if kind in FILE_TYPES and rec[col] is not None and rec[col].strip():
-                            rec[col] = _decode_file(rec[col], i, col, kind, Path(tmp), allowed)
-                frame = pd.DataFrame.from_records(records, columns=list(columns))
-                out = predict_frame(art.model, art.pipeline, frame, Path(tmp), "<request>", runner)
-            except (CellError, DataError, ValueError, OSError) as err:  # the cell's fault
-                return JSONResponse(status_code=422, content={"detail": str(err)})
-        return {"predictions": [_row(art, out, i) for i in range(len(out))]}
+    def predict(body: Body) -> Any:  # type: ignore[valid-type]
+        return served.predict([r.model_dump() for r in body.rows])  # type: ignore[attr-defined]
 
+    async def upload(request: Request, **values: Any) -> Any:
+        try:
+            record = await S.form_record(served.columns, request, values)
+        except S.CellError as err:
+            return JSONResponse(status_code=422, content={"detail": str(err)})
+        return served.predict([record])
+
+    upload.__signature__ = S.form_signature(served.columns)  # type: ignore[attr-defined]
+    app.post(
+        "/predict/upload",
+        response_model=PredictResponse,
+        summary="Predict one row sent as a multipart form (image/audio as file uploads)",
+    )(upload)
     return app
-
-
-def _where(loc: tuple[Any, ...] | list[Any]) -> str:
-    """``("body", "rows", 3, "age")`` -> ``"row 3, field 'age'"`` (or the path as given)."""
-    parts = list(loc)[1:] if loc and loc[0] == "body" else list(loc)
-    if len(parts) >= 3 and parts[0] == "rows" and isinstance(parts[1], int):
-        return f"row {parts[1]}, field {parts[2]!r}"
-    return ".".join(str(p) for p in parts) or "body"
-
-
-async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
-    """pydantic's 422 without echoing the input back: a NaN or a raw byte in the input would make
-    the error itself unserialisable (a 500). Each error names its row and field."""
-    errors = [
-        {"loc": list(e["loc"]), "msg": e["msg"], "type": e["type"],
-         "message": f"{_where(e['loc'])}: {e['msg']}"}
-        for e in exc.errors()
-    ]  # fmt: skip
-    return JSONResponse(status_code=422, content={"detail": errors})
 
 
 def _row(art: Artifact, out: pd.DataFrame, i: int) -> dict[str, Any]:

@@ -339,7 +339,7 @@ def _progress(
     return _NoBar()
 
 
-SHOWN = ("accuracy", "macro_f1", "f1", "roc_auc", "micro_f1", "rmse", "r2")
+SHOWN = ("accuracy", "macro_f1", "f1", "roc_auc", "micro_f1", "rmse", "r2", "mean_R@10", "bleu4")
 
 
 def _log_epoch(row: dict[str, Any], cfg: TrainerConfig) -> None:

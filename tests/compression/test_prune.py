@@ -102,7 +102,7 @@ def test_every_fusion_prunes_saves_and_reloads(fusion, table, tmp_path):
 
 
 def test_cli_structured_prune_with_fine_tuning(table, tmp_path):
-    folder, frame = table
+    folder, _ = table
     cfg = config_for("concat", epochs=2)
     cfg["data"] = {"train": str(folder / "train.csv"), "seed": 0}
     Predictor(cfg).fit().save(tmp_path / "m")

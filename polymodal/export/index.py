@@ -1,0 +1,297 @@
+"""A FAISS vector index over one column, embedded by a trained retrieval head, stored beside the
+model: ``MODEL_DIR/index/<column>.faiss`` (FAISS's own format, no pickle) and
+``<column>.json`` (row ids, the cells, the index kind and parameters, and the fingerprint of the
+model that embedded them, so an index never silently serves another model's vectors).
+
+Small collections get an exact inner-product index (``flat``); from ``exact_below`` rows on, an
+approximate one: ``hnsw`` (graph, no training) or ``ivf`` (k-means cells). Vectors are unit
+length, so inner product is cosine similarity.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from polymodal.config import InputConfig
+from polymodal.data.base import DataError
+from polymodal.encoders.cache import weights_digest
+from polymodal.export.artifact import Artifact
+from polymodal.utils.io import atomic_write_text, read_json
+
+INDEX_DIR = "index"
+KINDS = ("auto", "flat", "hnsw", "ivf")
+EXACT_BELOW = 50_000  # rows; an exact scan of fewer unit vectors is fast enough on a CPU
+HNSW_M, HNSW_EF_CONSTRUCTION, HNSW_EF_SEARCH = 32, 200, 256
+
+
+class SearchError(ValueError):
+    """An index that cannot answer a query: another model built it, the query has the wrong
+    modality, no retrieval output..."""
+
+
+@dataclass
+class SearchIndex:
+    index: Any  # faiss.Index
+    meta: dict[str, Any]
+
+    @property
+    def size(self) -> int:
+        return int(self.index.ntotal)
+
+
+# -- the model side ---------------------------------------------------------------------------
+def fingerprint(art: Artifact) -> str:
+    """Digest of the weights and the fitted preprocessing: any change gives another value."""
+    h = hashlib.blake2b(digest_size=16)
+    h.update(weights_digest(art.model).encode())
+    h.update(json.dumps(art.pipeline.state_dict(), sort_keys=True, default=str).encode())
+    return h.hexdigest()
+
+
+def retrieval_head(art: Artifact, output: str | None = None) -> tuple[str, Any]:
+    """The (name, head) of the model's retrieval output (``output`` picks one of several)."""
+    heads = {n: h for n, h in art.model.heads.items() if getattr(h, "task", "") == "retrieval"}
+    if not heads:
+        tasks = {o.name: o.task for o in art.config.outputs}
+        raise SearchError(
+            f"this model has no retrieval output (outputs: {tasks}); train one with "
+            "outputs: [{name: ..., task: retrieval, pair: [image_col, text_col]}]"
+        )
+    if output is None and len(heads) > 1:
+        raise SearchError(f"the model has several retrieval outputs {sorted(heads)}: name one")
+    name = output if output is not None else next(iter(heads))
+    if name not in heads:
+        raise SearchError(f"{name!r} is not a retrieval output; valid choices: {sorted(heads)}")
+    return name, heads[name]
+
+
+def pair_input(art: Artifact, head: Any, column: str) -> InputConfig:
+    """The input of the retrieval pair that reads ``column`` (or is named ``column``)."""
+    inputs = {i.name: i for i in art.config.inputs if i.name in head.pair}
+    for inp in inputs.values():
+        if column in (inp.name, inp.cols[0]):
+            return inp
+    cols = [inputs[n].cols[0] for n in head.pair]
+    raise SearchError(
+        f"column {column!r} is not a side of the retrieval pair; valid choices: {cols}"
+    )
+
+
+@torch.no_grad()
+def embed(
+    art: Artifact,
+    head: Any,
+    inp: InputConfig,
+    frame: pd.DataFrame,
+    base_dir: Path,
+    source: str,
+    bad_cells: str = "raise",
+    batch_size: int = 256,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Unit vectors (N, dim) of one input's column, and which rows were present (N,)."""
+    pre = art.pipeline.preprocessors[inp.name]
+    data = pre.transform(frame, inp.cols, base_dir, source=source, bad_cells=bad_cells)
+    encoder = art.model.encoders[art.model.tied.get(inp.name, inp.name)]
+    art.model.eval()
+    chunks = []
+    for start in range(0, len(data), batch_size):
+        rows = torch.arange(start, min(start + batch_size, len(data)))
+        chunks.append(head.embed(inp.name, encoder(data.rows(rows))).float())
+    vectors = torch.cat(chunks) if chunks else torch.zeros(0, head.dim)
+    return vectors.numpy(), data.present.numpy()
+
+
+# -- building, saving, loading ----------------------------------------------------------------
+def make_index(
+    vectors: np.ndarray, kind: str = "auto", exact_below: int = EXACT_BELOW
+) -> tuple[Any, str, dict[str, Any]]:
+    """A FAISS inner-product index holding ``vectors``; returns (index, kind, parameters)."""
+    import faiss
+
+    if kind not in KINDS:
+        raise ValueError(f"index kind must be one of {KINDS}, got {kind!r}")
+    n, dim = vectors.shape
+    if kind == "auto":
+        kind = "flat" if n < exact_below else "hnsw"
+    x = np.ascontiguousarray(vectors, dtype=np.float32)
+    params: dict[str, Any] = {}
+    index: Any
+    if kind == "flat":
+        index = faiss.IndexFlatIP(dim)
+    elif kind == "hnsw":
+        index = faiss.IndexHNSWFlat(dim, HNSW_M, faiss.METRIC_INNER_PRODUCT)
+        index.hnsw.efConstruction = HNSW_EF_CONSTRUCTION
+        index.hnsw.efSearch = HNSW_EF_SEARCH
+        params = {"M": HNSW_M, "efConstruction": HNSW_EF_CONSTRUCTION, "efSearch": HNSW_EF_SEARCH}
+    else:
+        nlist = max(1, min(int(4 * math.sqrt(n)), n // 39))  # FAISS wants >= 39 points per cell
+        index = faiss.IndexIVFFlat(faiss.IndexFlatIP(dim), dim, nlist, faiss.METRIC_INNER_PRODUCT)
+        index.train(x)
+        index.nprobe = max(1, nlist // 8)
+        params = {"nlist": nlist, "nprobe": index.nprobe}
+    index.add(x)
+    return index, kind, params
+
+
+def build_index(
+    art: Artifact,
+    frame: pd.DataFrame,
+    column: str,
+    base_dir: Path,
+    source: str,
+    output: str | None = None,
+    kind: str = "auto",
+    id_column: str | None = None,
+    exact_below: int = EXACT_BELOW,
+) -> SearchIndex:
+    """Embed ``frame[column]`` with the retrieval head's tower for it and index the vectors.
+    Rows whose cell is missing (or unreadable, with ``data.bad_cells: mask``) are left out."""
+    out_name, head = retrieval_head(art, output)
+    inp = pair_input(art, head, column)
+    if id_column is not None and id_column not in frame.columns:
+        raise DataError(
+            f"{source}: no id column {id_column!r}; the table has {list(frame.columns)}"
+        )
+    vectors, present = embed(art, head, inp, frame, base_dir, source, art.pipeline.bad_cells)
+    if not present.any():
+        raise DataError(f"{source}, column {inp.cols[0]!r}: no row has a value to index")
+    index, chosen, params = make_index(vectors[present], kind, exact_below)
+    ids = frame[id_column] if id_column is not None else pd.Series(frame.index, index=frame.index)
+    meta = {
+        "output": out_name,
+        "input": inp.name,
+        "column": inp.cols[0],
+        "modality": inp.type,
+        "kind": chosen,
+        "params": params,
+        "dim": int(vectors.shape[1]),
+        "size": int(present.sum()),
+        "skipped": int((~present).sum()),
+        "fingerprint": fingerprint(art),
+        "ids": [_jsonable(v) for v in ids[present].tolist()],
+        "values": [_jsonable(v) for v in frame[inp.cols[0]][present].tolist()],
+    }
+    return SearchIndex(index, meta)
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, (bytes, bytearray)):
+        return f"<{len(value)} bytes>"
+    return value if isinstance(value, (str, int, float, bool)) or value is None else str(value)
+
+
+def index_name(column: str) -> str:
+    return re.sub(r"[^\w.-]", "_", column)
+
+
+def save_index(model_dir: str | Path, si: SearchIndex) -> Path:
+    import faiss
+
+    folder = Path(model_dir) / INDEX_DIR
+    folder.mkdir(parents=True, exist_ok=True)
+    name = index_name(si.meta["column"])
+    tmp = folder / f".{name}.faiss.tmp"
+    faiss.write_index(si.index, str(tmp))
+    tmp.replace(folder / f"{name}.faiss")
+    atomic_write_text(folder / f"{name}.json", json.dumps(si.meta, ensure_ascii=False))
+    return folder / f"{name}.faiss"
+
+
+def list_indexes(model_dir: str | Path) -> list[str]:
+    return sorted(p.stem for p in (Path(model_dir) / INDEX_DIR).glob("*.faiss"))
+
+
+def load_index(model_dir: str | Path, column: str | None = None) -> SearchIndex:
+    import faiss
+
+    names = list_indexes(model_dir)
+    if not names:
+        raise FileNotFoundError(
+            f"{model_dir} has no index: build one with `polymodal index {model_dir} TABLE --column COL`"
+        )
+    if column is None and len(names) > 1:
+        raise SearchError(f"{model_dir} holds several indexes {names}: pick one with its column")
+    name = index_name(column) if column is not None else names[0]
+    if name not in names:
+        raise FileNotFoundError(f"{model_dir} has no index of column {column!r}; it has {names}")
+    folder = Path(model_dir) / INDEX_DIR
+    return SearchIndex(
+        faiss.read_index(str(folder / f"{name}.faiss")), read_json(folder / f"{name}.json")
+    )
+
+
+# -- searching --------------------------------------------------------------------------------
+def query_input(art: Artifact, si: SearchIndex, modality: str) -> InputConfig:
+    """The pair's other side, which queries the index; it must read ``modality``."""
+    if si.meta["fingerprint"] != fingerprint(art):
+        raise SearchError(
+            f"index of column {si.meta['column']!r} was built with a different model (fingerprint "
+            f"{si.meta['fingerprint'][:12]}, this model {fingerprint(art)[:12]}): rebuild it with "
+            f"`polymodal index MODEL_DIR TABLE --column {si.meta['column']}`"
+        )
+    _, head = retrieval_head(art, si.meta["output"])
+    other = next(n for n in head.pair if n != si.meta["input"])
+    inp = next(i for i in art.config.inputs if i.name == other)
+    if inp.type != modality:
+        raise SearchError(
+            f"the index holds {si.meta['modality']} embeddings of column {si.meta['column']!r}: "
+            f"query it with {inp.type} (the other side of the pair, input {inp.name!r}), "
+            f"not with {modality}"
+        )
+    return inp
+
+
+def search(
+    art: Artifact,
+    si: SearchIndex,
+    queries: list[Any],
+    modality: str,
+    k: int = 10,
+    base_dir: Path | None = None,
+) -> pd.DataFrame:
+    """Top-``k`` rows of the index for each query (text strings, or image paths / bytes):
+    columns ``query, rank, id, score, <column>``."""
+    inp = query_input(art, si, modality)
+    if not queries:
+        raise ValueError("no query given: expected at least one text or image")
+    if modality == "text":
+        for q in queries:
+            if not isinstance(q, str) or not q.strip():
+                raise ValueError(f"empty text query {q!r}: expected some text to search for")
+    if not 1 <= k <= si.size:
+        raise ValueError(
+            f"k={k} must be between 1 and the collection size ({si.size} rows in the index of column {si.meta['column']!r})"
+        )
+    _, head = retrieval_head(art, si.meta["output"])
+    frame = pd.DataFrame({inp.cols[0]: queries})
+    vectors, present = embed(art, head, inp, frame, base_dir or Path.cwd(), f"<{modality} query>")
+    if not present.all():
+        raise ValueError(f"query {int(np.argmin(present))} is empty: expected a {modality} value")
+    scores, rows = si.index.search(np.ascontiguousarray(vectors, dtype=np.float32), k)
+    out = []
+    for qi, (srow, rrow) in enumerate(zip(scores, rows, strict=True)):
+        for rank, (score, row) in enumerate(zip(srow, rrow, strict=True), start=1):
+            if row < 0:  # an approximate index found fewer than k
+                continue
+            out.append(
+                {
+                    "query": qi,
+                    "rank": rank,
+                    "id": si.meta["ids"][row],
+                    "score": float(score),
+                    si.meta["column"]: si.meta["values"][row],
+                }
+            )
+    return pd.DataFrame(out)
