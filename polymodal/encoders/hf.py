@@ -181,9 +181,16 @@ class HFEncoder(Encoder):
     @staticmethod
     def _load(model_name: str | None, cfg: PretrainedConfig, modality: str) -> nn.Module:
         from transformers import AutoModel
+        from transformers.utils import logging as hf_logging
 
         if model_name:
-            model = AutoModel.from_pretrained(model_name, local_files_only=True)
+            shown = hf_logging.is_progress_bar_enabled()
+            hf_logging.disable_progress_bar()  # a local folder: no "Loading weights" bar per load
+            try:
+                model = AutoModel.from_pretrained(model_name, local_files_only=True)
+            finally:
+                if shown:
+                    hf_logging.enable_progress_bar()
         else:
             model = AutoModel.from_config(cfg)
         tower = getattr(model, TOWERS[modality], None)  # CLIP-style dual model: keep one tower
