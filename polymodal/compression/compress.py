@@ -154,6 +154,10 @@ def _measure(
     metric = METRIC[output.task]
     data = art.pipeline.dataset(*table)
     batch = _batch(art, table, rows)
+    frame, base, source = table
+    singles = [
+        _batch(art, (frame.iloc[[i]], base, source), 1) for i in range(min(rows, len(frame)))
+    ]
     params, nonzero = count_params(art.model)
     weights = folder / "model.safetensors"
     out = []
@@ -163,7 +167,7 @@ def _measure(
     ):
         report = evaluate(art.model, data, art.pipeline, runner=runner)
         out.append({"variant": f"{label}_{runtime}", "size_mb": size_mb(*files),
-                    "params": params, "nonzero_params": nonzero, **profile(runner, batch, repeats),
+                    "params": params, "nonzero_params": nonzero, **profile(runner, batch, singles, repeats),
                     "metric": report[output.name][metric], "metric_name": metric})  # fmt: skip
     return out
 
