@@ -21,9 +21,13 @@ from polymodal.data.dataset import TableDataset
 from polymodal.data.io import read_table
 from polymodal.data.pipeline import TablePipeline
 from polymodal.data.split import split_frame
+from polymodal.data.summary import table_summary
 from polymodal.data.targets import class_weights_balanced
 from polymodal.evaluation.evaluate import evaluate
+from polymodal.evaluation.explain import check_rows, explain_rows, write_explanations
+from polymodal.evaluation.importance import modality_importance, write_importance
 from polymodal.evaluation.predict import predict_frame
+from polymodal.evaluation.report import ReportOptions, SavedModel, Table, build_report
 from polymodal.evaluation.robustness import (
     NOISE_LEVELS,
     robustness,
@@ -33,7 +37,7 @@ from polymodal.evaluation.robustness import (
 from polymodal.export.artifact import Artifact, load_artifact, save_artifact
 from polymodal.models import build_model, preprocessing_options, validate
 from polymodal.train.loop import feature_caches, train
-from polymodal.utils.io import atomic_write_text, write_json
+from polymodal.utils.io import atomic_write_text, read_json, write_json
 from polymodal.utils.seed import seed_everything
 
 log = logging.getLogger("polymodal")
@@ -123,7 +127,8 @@ class Predictor:
                 metrics["test"] = evaluate(
                     model, pipeline.dataset(*test_part), pipeline, loss_weights=loss_weights
                 )
-        self.artifact_ = Artifact(cfg, pipeline, model, build, metrics, state.history)
+        summary = table_summary(train_df, cfg.inputs, cfg.outputs)  # for reports
+        self.artifact_ = Artifact(cfg, pipeline, model, build, metrics, state.history, summary)
         if output_dir:
             save_artifact(run_dir, self.artifact_)
             self.model_dir_ = run_dir
@@ -225,6 +230,93 @@ class Predictor:
             atomic_write_text(out / "robustness.md", robustness_table(result) + "\n")
             robustness_plot(result, out / "robustness.png")
         return result
+
+    # -- explanations -----------------------------------------------------------------------
+    def importance(
+        self,
+        data: TableLike,
+        repeats: int = 20,
+        output_dir: str | Path | None = None,
+        base_dir: str | Path | None = None,
+    ) -> dict[str, Any]:
+        """Per modality, the drop of each output's main metric when it is masked (ablation) or
+        shuffled across rows (permutation), with 95% bootstrap intervals; with ``output_dir``,
+        also writes ``importance.json``, ``importance.md`` and ``importance.png`` there."""
+        art = self._check_fitted()
+        frame, base, src = _read(data, "importance", base_dir)
+        ds = art.pipeline.dataset(frame, base, source=src)
+        result = modality_importance(art.model, ds, art.pipeline, repeats)
+        if output_dir is not None:
+            write_importance(result, output_dir)
+        return result
+
+    def explain(
+        self,
+        data: TableLike,
+        rows: list[int],
+        output: str | None = None,
+        method: str = "integrated_gradients",
+        label: Any = None,
+        output_dir: str | Path | None = None,
+        base_dir: str | Path | None = None,
+    ) -> list[dict[str, Any]]:
+        """Why the model predicted what it did for ``rows`` (positions in ``data``): per-modality
+        occlusion, attributions within each input (integrated_gradients or gradient_x_input),
+        attention weights for the attention fusion. With ``output_dir``: ``row_<R>.json`` and
+        ``row_<R>.png`` per row there. Explains the predicted class, or ``label``, of ``output``
+        (default: the config's first output)."""
+        art = self._check_fitted()
+        frame, base, src = _read(data, "explain", base_dir)
+        check_rows(list(rows), len(frame), src)  # before preprocessing anything
+        part = frame.iloc[list(rows)]
+        ds = art.pipeline.dataset(part, base, source=src, with_targets=False)
+        output = output if output is not None else art.config.outputs[0].name
+        found = explain_rows(
+            art.model, art.pipeline, art.config.inputs, ds, part, list(range(len(part))), src,
+            output, method, label=label,
+        )  # fmt: skip
+        for e, r in zip(found, rows, strict=True):
+            e.summary["row"] = int(r)  # position in ``data``, not in the explained slice
+        if output_dir is not None:
+            write_explanations(found, output_dir)
+        return [e.summary for e in found]
+
+    def report(
+        self,
+        path: str | Path,
+        data: TableLike | None = None,
+        options: ReportOptions | None = None,
+        base_dir: str | Path | None = None,
+    ) -> Path:
+        """Write a self-contained HTML report to ``path``; ``data`` (default: the config's test,
+        else validation, table or split) feeds the evaluation, importance and examples.
+        What was computed is kept in ``report_``."""
+        art = self._check_fitted()
+        folder = self.model_dir_
+        saved_robustness = folder / "robustness.json" if folder else None
+        saved = SavedModel(
+            folder.name if folder else "model", art.config, art.pipeline, art.model,
+            art.metrics, art.history, art.summary,
+            read_json(saved_robustness) if saved_robustness and saved_robustness.exists() else None,
+        )  # fmt: skip
+        table = self._report_table(data, base_dir)
+        with feature_caches(art.model, art.pipeline, art.config.trainer):
+            self.report_ = build_report(saved, path, Table(*table) if table else None, options)
+        return Path(path)
+
+    def _report_table(
+        self, data: TableLike | None, base_dir: str | Path | None
+    ) -> tuple[pd.DataFrame, Path, str] | None:
+        if data is not None:
+            return _read(data, "report", base_dir)
+        d = self.config.data
+        for path in (d.test, d.val):
+            if path and Path(path).exists():
+                return _read(path, "report")
+        if d.train and Path(d.train).exists():
+            _, val_part, test_part = self._frames(None, None, None, base_dir)
+            return test_part or val_part  # type: ignore[return-value]
+        return None
 
     # -- persistence ------------------------------------------------------------------------
     def save(self, path: str | Path) -> Path:

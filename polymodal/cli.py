@@ -319,6 +319,102 @@ def search_cmd(
     typer.echo(hits.drop(columns="query").to_string(index=False))
 
 
+def _rows(text: str | None) -> list[int]:
+    try:
+        return [int(r) for r in text.split(",") if r.strip()] if text else []
+    except ValueError:
+        raise typer.BadParameter(f"--rows expects row positions like 0,5,9, got {text!r}") from None
+
+
+@app.command()
+def explain(
+    model_dir: Path,
+    table: Path,
+    rows: Annotated[str | None, typer.Option(help="row positions to explain, e.g. 0,5,9")] = None,
+    importance: Annotated[
+        bool, typer.Option("--importance", help="also: per-modality importance over the table")
+    ] = False,
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="folder (default MODEL_DIR/explanations)")
+    ] = None,
+    method: Annotated[
+        str, typer.Option(help="integrated_gradients | gradient_x_input | attention")
+    ] = "integrated_gradients",
+    target: Annotated[str | None, typer.Option(help="output to explain (default: first)")] = None,
+    label: Annotated[str | None, typer.Option(help="class to explain (default: predicted)")] = None,
+    repeats: Annotated[int, typer.Option(help="importance: permutations / resamples")] = 20,
+) -> None:
+    """Why did the model predict that? Per row (--rows): row_<R>.json and row_<R>.png with
+    modality occlusion, attributions per input and attention weights; with --importance:
+    importance.{json,md,png}, the metric drop per modality when masked or permuted."""
+    from polymodal.api import Predictor
+    from polymodal.evaluation.importance import importance_table
+
+    positions = _rows(rows)
+    if not positions and not importance:
+        _fail(ValueError("nothing to explain: pass --rows 0,5,9 and/or --importance"))
+    output = output or model_dir / "explanations"
+    try:
+        pred = Predictor.load(model_dir)
+        if positions:
+            found = pred.explain(table, positions, target, method, label, output_dir=output)
+            for e in found:
+                occl = ", ".join(f"{k} {v:+.3f}" for k, v in e["occlusion"].items())
+                typer.echo(f"row {e['row']}: {e['output']} = {e['prediction']!r}; occlusion {occl}")
+        if importance:
+            typer.echo(importance_table(pred.importance(table, repeats, output_dir=output)))
+    except (ValueError, FileNotFoundError) as err:
+        _fail(err)
+    typer.echo(f"wrote {output}")
+
+
+@app.command()
+def report(
+    model_dir: Path,
+    data: Annotated[
+        Path | None, typer.Option(help="labelled table (default: the config's test table/split)")
+    ] = None,
+    output: Annotated[
+        Path | None,
+        typer.Option("--output", "-o", help="HTML file (default MODEL_DIR/report.html)"),
+    ] = None,
+    max_rows: Annotated[int, typer.Option(help="rows of the table used (seeded sample)")] = 2000,
+    examples: Annotated[int, typer.Option(help="explained example rows")] = 3,
+    repeats: Annotated[int, typer.Option(help="importance: permutations / resamples")] = 20,
+    robustness_rows: Annotated[
+        int, typer.Option(help="rows for robustness when none was saved by evaluate --robustness")
+    ] = 500,
+    method: Annotated[str, typer.Option(help="attribution method")] = "integrated_gradients",
+    screenshot: Annotated[
+        Path | None, typer.Option(help="also render it in headless Chromium to this PNG")
+    ] = None,
+) -> None:
+    """Write a self-contained report.html: config, data summary, training curves, metrics,
+    confusion matrix, ROC/PR, calibration, robustness, modality importance, explained rows."""
+    from polymodal.api import Predictor
+    from polymodal.evaluation.report import ReportOptions
+
+    output = output or model_dir / "report.html"
+    opts = ReportOptions(max_rows, examples, repeats, robustness_rows, method)
+    try:
+        pred = Predictor.load(model_dir)
+        pred.report(output, data, opts)
+    except (ValueError, FileNotFoundError) as err:
+        _fail(err)
+    seconds = pred.report_["seconds"]
+    typer.echo(f"wrote {output} ({pred.report_['n_rows']} rows, {seconds['total']:.1f} s)")
+    if screenshot is not None:
+        from polymodal.utils.browser import BrowserError, render
+
+        try:
+            page = render(output, screenshot)
+        except BrowserError as err:
+            _fail(err)
+        for error in page.console_errors:
+            typer.secho(f"console error: {error}", fg=typer.colors.YELLOW, err=True)
+        typer.echo(f"wrote {screenshot} ({len(page.images)} images, {page.height} px tall)")
+
+
 @app.command()
 def info(model_dir: Annotated[Path | None, typer.Argument()] = None) -> None:
     """List every registered component as ``kind name``; with MODEL_DIR, describe that model."""

@@ -6,6 +6,7 @@ model.safetensors    weights
 model.json           what the builder needs besides the config (specs, output sizes)
 metrics.json         evaluation report(s)
 history.json         per-epoch training history
+data_summary.json    the training table's columns, missing rates and target distribution
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ class Artifact:
     build: dict[str, Any]  # specs / num_outputs / class_weights used to build the model
     metrics: dict[str, Any] = field(default_factory=dict)
     history: list[dict[str, Any]] = field(default_factory=list)
+    summary: dict[str, Any] = field(default_factory=dict)  # of the training table (reports)
 
 
 def save_artifact(path: str | Path, art: Artifact) -> Path:
@@ -51,6 +53,8 @@ def save_artifact(path: str | Path, art: Artifact) -> Path:
         write_json(path / "metrics.json", art.metrics)
     if art.history:
         write_json(path / "history.json", art.history)
+    if art.summary:
+        write_json(path / "data_summary.json", art.summary)
     return path
 
 
@@ -74,4 +78,5 @@ def load_artifact(path: str | Path) -> Artifact:
         quantize_torch(model)
     metrics = read_json(path / "metrics.json") if (path / "metrics.json").exists() else {}
     history = read_json(path / "history.json") if (path / "history.json").exists() else []
-    return Artifact(config, pipeline, model, build, metrics, history)
+    summary = read_json(path / "data_summary.json") if (path / "data_summary.json").exists() else {}
+    return Artifact(config, pipeline, model, build, metrics, history, summary)

@@ -41,7 +41,10 @@ class AttentionFusion(nn.Module):
         self.norm = nn.LayerNorm(d_model)
         self.out_dim = d_model
 
-    def forward(self, features: dict[str, Tensor], mask: dict[str, Tensor]) -> Tensor:
+    def _sequence(
+        self, features: dict[str, Tensor], mask: dict[str, Tensor]
+    ) -> tuple[Tensor, Tensor]:
+        """[CLS] + one token per modality (B, 1+M, D) and the key padding mask (True = ignore)."""
         z = self.proj(features)
         tokens = torch.stack([z[n] for n in self.names], dim=1) + self.type_embedding  # (B, M, D)
         present = mask_stack(mask, self.names)  # (B, M)
@@ -51,5 +54,25 @@ class AttentionFusion(nn.Module):
         padding = torch.cat(
             [torch.zeros_like(present[:, :1]), 1.0 - present], dim=1
         ).bool()  # True = ignore
+        return seq, padding
+
+    def forward(self, features: dict[str, Tensor], mask: dict[str, Tensor]) -> Tensor:
+        seq, padding = self._sequence(features, mask)
         out = self.encoder(seq, src_key_padding_mask=padding)
         return self.norm(out[:, 0])  # (B, D)
+
+    @torch.no_grad()
+    def attention_maps(self, features: dict[str, Tensor], mask: dict[str, Tensor]) -> Tensor:
+        """Per-sample attention weights, (B, layers, heads, 1+M, 1+M): query -> key, token 0 is
+        [CLS], then the modalities in sorted order (``names``); missing ones get weight 0.
+        Each layer's weights are recomputed from the input that layer really sees."""
+        seq, padding = self._sequence(features, mask)
+        maps = []
+        for layer in self.encoder.layers:
+            h = layer.norm1(seq)  # norm_first: attention reads the normalised tokens
+            _, weights = layer.self_attn(
+                h, h, h, key_padding_mask=padding, need_weights=True, average_attn_weights=False
+            )
+            maps.append(weights)  # (B, heads, 1+M, 1+M)
+            seq = layer(seq, src_key_padding_mask=padding)
+        return torch.stack(maps, dim=1)

@@ -52,8 +52,12 @@ class MultimodalModel(nn.Module):
         return out
 
     def forward(self, features: Tensors, masks: Tensors) -> Tensors:
+        return self.fuse(self.encode(features), masks)
+
+    def fuse(self, embeddings: Tensors, masks: Tensors) -> Tensors:
+        """Fusion and heads over the encoders' outputs (:meth:`encode`): explanations rerun this
+        part alone with a modality masked or permuted, without running any encoder again."""
         masks = {k: masks[k].bool() for k in self.inputs}
-        embeddings = self.encode(features)
         fused = self.fusion(embeddings, masks) if self.uses_fusion else None  # (B, D) / (B, M, D)
         out: Tensors = {}
         for name, head in self.heads.items():

@@ -106,6 +106,32 @@ class TextPreprocessor(Preprocessor):
         enc = self.hf()(texts, truncation=True, max_length=self.max_length)
         return [list(ids) for ids in enc["input_ids"]]
 
+    def tokens(self, text: str) -> list[str]:
+        """The token strings behind ``encode([text])[0]``, one per id (for explanations):
+        words; ``w:word`` / ``b:word word`` / ``c:<ngram`` for hashed n-grams; WordPieces."""
+        if self.tokenizer == "word":
+            return self.words(text)[: self.max_length]
+        if self.tokenizer == "ngram_hash":
+            words = self.words(text)[: self.max_length]
+            names: list[str] = []
+            for i, w in enumerate(words):  # the order of ``_ngram_ids``
+                names.append(f"w:{w}")
+                if i:
+                    names.append(f"b:{words[i - 1]} {w}")
+            for w in words:
+                if len(names) >= self.max_length:
+                    break
+                padded = f"<{w}>"
+                names += [
+                    "c:" + padded[i : i + n]
+                    for n in range(self.ngram_min, self.ngram_max + 1)
+                    for i in range(len(padded) - n + 1)
+                ]
+            return names[: self.max_length]
+        hf = self.hf()
+        ids = hf(text, truncation=True, max_length=self.max_length)["input_ids"]
+        return [str(t) for t in hf.convert_ids_to_tokens(ids)]
+
     @property
     def pad_id(self) -> int:
         if self.tokenizer in ("word", "ngram_hash"):
