@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Any, TypeAlias
 
 import pandas as pd
-import torch
 
 from polymodal.compression import distill
 from polymodal.config import ExperimentConfig, OutputConfig, load_config
@@ -21,8 +20,9 @@ from polymodal.data.dataset import TableDataset
 from polymodal.data.io import read_table
 from polymodal.data.pipeline import TablePipeline
 from polymodal.data.split import split_frame
+from polymodal.data.stream import StreamingTable, fit_streaming, open_streams, should_stream
 from polymodal.data.summary import table_summary
-from polymodal.data.targets import class_weights_balanced
+from polymodal.evaluation.distributed import evaluate_all
 from polymodal.evaluation.evaluate import evaluate
 from polymodal.evaluation.explain import check_rows, explain_rows, write_explanations
 from polymodal.evaluation.importance import modality_importance, write_importance
@@ -36,7 +36,9 @@ from polymodal.evaluation.robustness import (
 )
 from polymodal.export.artifact import Artifact, load_artifact, save_artifact
 from polymodal.models import build_model, preprocessing_options, validate
+from polymodal.train.distributed import start_processes
 from polymodal.train.loop import feature_caches, train
+from polymodal.utils import dist
 from polymodal.utils.io import atomic_write_text, read_json, write_json
 from polymodal.utils.seed import seed_everything
 
@@ -86,20 +88,33 @@ class Predictor:
         in DataFrames (tables read from files use their own folder). With a ``teacher`` (a saved
         model or its directory) this model is a student trained by knowledge distillation:
         ``(1 - kd_alpha) * hard loss + kd_alpha * T^2 * soft loss`` toward the teacher's logits."""
-        cfg = self.config
+        cfg, trainer = self.config, self.config.trainer
         seed_everything(cfg.trainer.seed)
-        frames = self._frames(train_data, val, test, base_dir)
-        (train_df, base, src), val_part, test_part = frames
+        start_processes(cfg.trainer)  # under torchrun / accelerate launch: join the other ranks
         options = {inp.name: preprocessing_options(inp) for inp in cfg.inputs}
         pipeline = TablePipeline(cfg.inputs, cfg.outputs, options, cfg.data.bad_cells)
         t0 = time.perf_counter()
-        pipeline.fit(train_df, base, source=src)
-        train_ds = pipeline.dataset(train_df, base, source=src)
-        val_ds = pipeline.dataset(*val_part) if val_part else None
-        log.info("preprocessed %d training rows in %.1fs", len(train_ds), time.perf_counter() - t0)
-        weights = {
-            o.name: self._class_weights(o, pipeline, train_ds.targets[o.name]) for o in cfg.outputs
-        }
+        train_ds: Any
+        if should_stream(cfg.data, cfg.data.train if train_data is None else train_data):
+            if teacher is not None:
+                raise ValueError(
+                    "distillation reads the table in memory: set data.streaming: false"
+                )
+            train_ds, val_ds, test_part = self._streams(pipeline, train_data, val, test, base_dir)
+            train_df = train_ds.head(10_000)  # a sample, for the table summary
+            if trainer.feature_cache_memory_mb is None:  # every row's features would not fit
+                trainer = trainer.model_copy(update={"feature_cache_memory_mb": 256.0})
+        else:
+            frames = self._frames(train_data, val, test, base_dir)
+            (train_df, base, src), val_part, test_part = frames
+            pipeline.fit(train_df, base, source=src)
+            train_ds = pipeline.dataset(train_df, base, source=src)
+            val_ds = pipeline.dataset(*val_part) if val_part else None
+        rows = train_ds.rows if isinstance(train_ds, StreamingTable) else len(train_ds)
+        log.info(
+            "preprocessing fitted on %d training rows in %.1fs", rows, time.perf_counter() - t0
+        )
+        weights = {o.name: self._class_weights(o, pipeline) for o in cfg.outputs}
         specs, num_outputs = pipeline.specs(), pipeline.num_outputs()
         build = {"specs": specs, "num_outputs": num_outputs, "class_weights": weights}
         model = build_model(cfg, specs, num_outputs, weights)
@@ -112,30 +127,58 @@ class Predictor:
             model = distill.Distilled(model, kd_temperature, kd_alpha)
         run_dir = Path(output_dir) if output_dir else Path(tempfile.mkdtemp(prefix="polymodal-"))
         loss_weights = {o.name: o.weight for o in cfg.outputs}
-        with feature_caches(model, pipeline, cfg.trainer):  # frozen encoders: once per input
-            state = train(
-                model, pipeline, train_ds, val_ds, cfg.trainer, run_dir, loss_weights, resume
-            )
+        with feature_caches(model, pipeline, trainer):  # frozen encoders: once per input
+            state = train(model, pipeline, train_ds, val_ds, trainer, run_dir, loss_weights, resume)
             model.eval()
             metrics: dict[str, Any] = {
                 "best_epoch": state.best_epoch,
                 "train_seconds": sum(r["seconds"] for r in state.history),
             }
-            if val_ds is not None:
-                metrics["val"] = evaluate(model, val_ds, pipeline, loss_weights=loss_weights)
+            if val_ds is not None:  # every row once, shared out among the processes
+                metrics["val"] = evaluate_all(model, val_ds, pipeline, loss_weights=loss_weights)
             if test_part:
-                metrics["test"] = evaluate(
-                    model, pipeline.dataset(*test_part), pipeline, loss_weights=loss_weights
+                test_ds: TableDataset | StreamingTable = (
+                    test_part
+                    if isinstance(test_part, StreamingTable)
+                    else pipeline.dataset(*test_part)
                 )
+                metrics["test"] = evaluate_all(model, test_ds, pipeline, loss_weights=loss_weights)
         summary = table_summary(train_df, cfg.inputs, cfg.outputs)  # for reports
         self.artifact_ = Artifact(cfg, pipeline, model, build, metrics, state.history, summary)
-        if output_dir:
+        if output_dir and dist.is_main_process():  # one artifact, written by rank 0 only
             save_artifact(run_dir, self.artifact_)
             self.model_dir_ = run_dir
-        shutil.rmtree(run_dir / "checkpoints", ignore_errors=True)  # finished: nothing to resume
+        if dist.is_main_process():  # finished: nothing to resume
+            shutil.rmtree(run_dir / "checkpoints", ignore_errors=True)
         if not output_dir:
             shutil.rmtree(run_dir, ignore_errors=True)
+        dist.barrier()  # every rank returns once the artifact is complete
         return self
+
+    def _streams(
+        self,
+        pipeline: TablePipeline,
+        train_data: TableLike | None,
+        val: TableLike | None,
+        test: TableLike | None,
+        base_dir: str | Path | None,
+    ) -> tuple[StreamingTable, Any, Any]:
+        """Streamed train / val / test (DataFrames for val / test stay in memory); the
+        preprocessing is fitted in one pass over the training stream, shared by all ranks."""
+        d = self.config.data
+        train_data = d.train if train_data is None else train_data
+        if not isinstance(train_data, (str, Path)):
+            raise ValueError("data.streaming reads the training table from disk: pass its path")
+        val, test = (d.val if val is None else val), (d.test if test is None else test)
+        train_s, val_s, test_s = open_streams(d, pipeline, train_data, val, test)
+        fit_streaming(pipeline, train_s, d.fit_rows)
+        val_ds = (
+            val_s
+            if val_s is not None or val is None
+            else pipeline.dataset(*_read(val, "val", base_dir))
+        )
+        test_ds = test_s if test_s is not None or test is None else _read(test, "test", base_dir)
+        return train_s, val_ds, test_ds
 
     def _frames(
         self,
@@ -165,15 +208,13 @@ class Predictor:
         return (tr, base, src), (va, base, f"{src} (val split)"), test_part
 
     @staticmethod
-    def _class_weights(
-        out: OutputConfig, pipeline: TablePipeline, target: torch.Tensor
-    ) -> list[float] | None:
+    def _class_weights(out: OutputConfig, pipeline: TablePipeline) -> list[float] | None:
         cw = out.class_weights
         if cw is None or out.task == "regression":
             return None
         enc = pipeline.targets[out.name]
         if cw == "balanced":
-            return class_weights_balanced(target, out.task, enc.num_outputs)
+            return enc.balanced_weights()  # from the class counts seen in fitting
         if isinstance(cw, dict):
             labels = [str(c) for c in enc.classes]
             unknown = set(cw) - set(labels)

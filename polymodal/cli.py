@@ -104,8 +104,9 @@ def train_cmd(
     """Train a model and save it (config, preprocessing, weights, metrics) to OUTPUT."""
     from polymodal.api import Predictor
     from polymodal.config import ConfigError, resolve_table_paths
+    from polymodal.utils.dist import is_main_process
 
-    _setup_logging(not quiet)
+    _setup_logging(not quiet and is_main_process())  # several processes: rank 0 speaks
     try:
         data = yaml.safe_load(config_path.read_text(encoding="utf-8"))
         data = _apply_overrides(data, overrides or [])
@@ -115,8 +116,9 @@ def train_cmd(
         pred = Predictor(data).fit(train, val, test, output_dir=output, resume=resume)
     except (ConfigError, ValueError, FileNotFoundError) as err:
         _fail(err)
-    typer.echo(json.dumps(_summary(pred.metrics_), indent=2))
-    typer.echo(f"saved model to {output}")
+    if is_main_process():
+        typer.echo(json.dumps(_summary(pred.metrics_), indent=2))
+        typer.echo(f"saved model to {output}")
 
 
 def _summary(metrics: dict[str, Any]) -> dict[str, Any]:

@@ -107,6 +107,9 @@ class TrainerConfig(_Strict):
     # (feature_cache_dir, default $POLYMODAL_CACHE_DIR or ~/.cache/polymodal/features)
     feature_cache: bool = True
     feature_cache_dir: str | None = None
+    # None: every cached feature stays in memory; a number: beyond it they spill to memory-mapped
+    # shards on disk (streaming tables use 256 unless set)
+    feature_cache_memory_mb: float | None = None
     progress: bool = True
 
 

@@ -16,6 +16,7 @@ import pandas as pd
 import torch
 
 from polymodal import registry
+from polymodal.data.stats import Stats
 
 
 class DataError(ValueError):
@@ -54,7 +55,29 @@ class Preprocessor(abc.ABC):
     modality: ClassVar[str] = ""
 
     def fit(self, frame: pd.DataFrame, columns: list[str], base_dir: Path) -> Preprocessor:
-        """Learn state (vocab, statistics) from the training rows only."""
+        """Learn state (vocab, statistics) from the training rows only: one ``partial_fit`` over
+        all of them, then ``finish_fit``, the same code a streamed fit runs chunk by chunk."""
+        return self.finish_fit(self.partial_fit(frame, columns, base_dir), columns)
+
+    def partial_fit(
+        self,
+        frame: pd.DataFrame,
+        columns: list[str],
+        base_dir: Path,
+        stats: Stats | None = None,
+        source: str = "<train>",
+    ) -> Stats:
+        """``stats`` updated with these rows' statistics; statistics of different parts of the
+        training rows combine with :func:`polymodal.data.stats.merge` (chunks, workers, ranks)."""
+        if type(self).fit is not Preprocessor.fit:
+            raise DataError(
+                f"{source}: the {self.modality} preprocessor {type(self).__name__} can only be "
+                "fitted in memory (it overrides fit, not partial_fit); set data.streaming: false"
+            )
+        return {} if stats is None else stats
+
+    def finish_fit(self, stats: Stats, columns: list[str]) -> Preprocessor:
+        """Fitted state from the merged statistics of all training rows."""
         return self
 
     @abc.abstractmethod

@@ -3,6 +3,8 @@ regression values; saved as JSON."""
 
 from __future__ import annotations
 
+import json
+from collections import Counter
 from typing import Any
 
 import numpy as np
@@ -11,6 +13,7 @@ import torch
 
 from polymodal.data.base import DataError, where
 from polymodal.data.io import is_missing
+from polymodal.data.stats import Moments, Stats, merge
 
 
 def _label(value: Any) -> Any:
@@ -36,6 +39,8 @@ class TargetEncoder:
         self.label_separator = label_separator
         self.classes: list[Any] = []
         self.mean, self.std = 0.0, 1.0
+        self.counts_: list[int] = []  # training rows per class (not saved)
+        self.rows_ = 0
 
     @property
     def num_outputs(self) -> int:
@@ -43,32 +48,63 @@ class TargetEncoder:
 
     # -- fit -----------------------------------------------------------------------------------
     def fit(self, series: pd.Series, source: str = "<train>") -> TargetEncoder:
+        return self.finish_fit(self.partial_fit(series, source=source), source, str(series.name))
+
+    def partial_fit(
+        self, series: pd.Series, stats: Stats | None = None, source: str = "<train>"
+    ) -> Stats:
+        """Mergeable statistics of these rows: label counts (labels JSON-encoded, so 1 and "1"
+        stay apart across processes), or the values' moments for regression."""
         self._check_missing(series, source)
         if self.task == "regression":
-            values = self._floats(series, source)
-            self.mean, self.std = float(values.mean()), float(values.std()) or 1.0
+            part: Stats = {"moments": Moments.of(self._floats(series, source))}
+        elif self.task == "multilabel":
+            cells = [self._split(cell) for cell in series]
+            labels = Counter(json.dumps(x) for cell in cells for x in set(cell))
+            part = {"labels": labels, "rows": len(series)}
+        else:
+            labels = Counter(json.dumps(_label(v)) for v in series)
+            part = {"labels": labels, "rows": len(series)}
+        return dict(merge(stats, part))
+
+    def finish_fit(self, stats: Stats, source: str = "<train>", column: str = "") -> TargetEncoder:
+        if self.task == "regression":
+            moments: Moments = stats["moments"]
+            self.mean, self.std = float(moments.mean[0]), float(np.sqrt(moments.var[0])) or 1.0
             return self
+        counts = {json.loads(k): int(c) for k, c in stats.get("labels", Counter()).items()}
         if self.task == "multilabel":
-            labels = sorted({x for cell in series for x in self._split(cell)}, key=str)
+            labels = sorted(counts, key=str)
             if not labels:
                 raise DataError(
-                    f"{source}, column {series.name!r}: the multilabel target has no labels at "
+                    f"{source}, column {column!r}: the multilabel target has no labels at "
                     f"all; expected lists or {self.label_separator!r}-separated strings"
                 )
         else:
-            labels = sorted({_label(v) for v in series}, key=lambda v: (str(type(v)), v))
+            labels = sorted(counts, key=lambda v: (str(type(v)), v))
         if len(labels) < 2 and self.task != "multilabel":
             raise DataError(
-                f"{source}, column {series.name!r}: the target has only one class ({labels}); "
+                f"{source}, column {column!r}: the target has only one class ({labels}); "
                 "need at least 2"
             )
         if self.task == "binary" and len(labels) > 2:
             raise DataError(
-                f"{source}, column {series.name!r}: binary target has {len(labels)} classes "
+                f"{source}, column {column!r}: binary target has {len(labels)} classes "
                 f"({labels[:10]}); use task: multiclass"
             )
         self.classes = labels
+        self.counts_ = [counts[c] for c in labels]  # rows per class: balanced class weights
+        self.rows_ = int(stats.get("rows", 0))
         return self
+
+    def balanced_weights(self) -> list[float]:
+        """scikit-learn's "balanced" weights from the training counts (see
+        :func:`class_weights_balanced`), for in-memory and streamed fits alike."""
+        counts = np.maximum(np.asarray(self.counts_, dtype=np.float64), 1)
+        if self.task == "multiclass":
+            return (self.rows_ / (len(counts) * counts)).tolist()
+        pos = counts[1:] if self.task == "binary" else counts
+        return ((self.rows_ - pos) / pos).tolist()
 
     # -- transform -----------------------------------------------------------------------------
     def transform(self, series: pd.Series, source: str = "<table>") -> torch.Tensor:

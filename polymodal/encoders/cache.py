@@ -5,7 +5,9 @@ the same input. The cache keys each row by a hash of its input tensor, inside a 
 by the encoder's identity (class, options, a digest of its weights) and the input's preprocessing
 state, so changing the model, its weights or the preprocessing can never serve stale features.
 Entries live in memory and, with a ``directory``, in safetensors shards on disk that later runs
-read. The cache is attached to a model as a plain attribute (never in ``state_dict``), and only
+read. With ``max_memory_mb`` (streaming tables, where the features of every row would not fit in
+memory) new entries spill to a shard whenever they pass that size, and shards are memory-mapped:
+only their 16-byte keys stay in memory. The cache is attached to a model as a plain attribute (never in ``state_dict``), and only
 while training; saved artifacts and exports run the encoder itself.
 """
 
@@ -14,10 +16,12 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import struct
 import uuid
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
@@ -60,19 +64,82 @@ def row_hashes(x: Tensor) -> list[bytes]:
     return [hashlib.blake2b(head + r.tobytes(), digest_size=HASH_BYTES).digest() for r in raw]
 
 
+SAFETENSORS_DTYPES = {"F32": np.float32, "F16": np.float16, "U8": np.uint8, "I64": np.int64}
+
+
+def map_safetensors(path: Path) -> dict[str, np.ndarray]:
+    """The tensors of a safetensors file as read-only memory maps (nothing read yet)."""
+    with open(path, "rb") as fh:
+        (size,) = struct.unpack("<Q", fh.read(8))
+        header = json.loads(fh.read(size))
+    out: dict[str, np.ndarray] = {}
+    for name, meta in header.items():
+        if name != "__metadata__":
+            start, _ = meta["data_offsets"]
+            dtype, shape = SAFETENSORS_DTYPES[meta["dtype"]], tuple(meta["shape"])
+            out[name] = np.memmap(path, dtype, "r", offset=8 + size + start, shape=shape)
+    return out
+
+
+class MappedShards:
+    """Cache shards on disk, memory-mapped: a lookup holds only the keys (two uint64 per entry,
+    sorted for ``searchsorted``); values are read from the page cache when asked for."""
+
+    def __init__(self) -> None:
+        self.values: list[np.ndarray] = []
+        self.hi = self.lo = np.zeros(0, dtype=np.uint64)
+        self.shard = np.zeros(0, dtype=np.int32)
+        self.row = np.zeros(0, dtype=np.int64)
+
+    def __len__(self) -> int:
+        return len(self.hi)
+
+    def add(self, path: Path) -> None:
+        parts = map_safetensors(path)
+        keys = np.ascontiguousarray(parts["hash"]).view(np.uint64)  # (n, 2)
+        self.values.append(parts["value"])
+        hi, lo = np.concatenate([self.hi, keys[:, 0]]), np.concatenate([self.lo, keys[:, 1]])
+        shard = np.concatenate([self.shard, np.full(len(keys), len(self.values) - 1, np.int32)])
+        row = np.concatenate([self.row, np.arange(len(keys))])
+        order = np.lexsort((lo, hi))
+        self.hi, self.lo, self.shard, self.row = hi[order], lo[order], shard[order], row[order]
+
+    def lookup(self, keys: list[bytes]) -> dict[bytes, Tensor]:
+        """The stored value of each key found on disk."""
+        if not keys or not len(self.hi):
+            return {}
+        wanted = np.frombuffer(b"".join(keys), dtype=np.uint64).reshape(-1, 2)
+        pos = np.minimum(np.searchsorted(self.hi, wanted[:, 0]), len(self.hi) - 1)
+        found = (self.hi[pos] == wanted[:, 0]) & (self.lo[pos] == wanted[:, 1])
+        return {
+            keys[i]: torch.from_numpy(np.array(self.values[self.shard[p]][self.row[p]]))
+            for i, p in zip(np.flatnonzero(found), pos[found], strict=True)
+        }
+
+
 class FeatureCache:
     """Row hash -> feature vector for one encoder namespace. ``misses`` counts rows the encoder
     ran on (unique, unseen), ``hits`` rows served from the cache."""
 
-    def __init__(self, key: str, directory: str | Path | None = None) -> None:
+    def __init__(
+        self, key: str, directory: str | Path | None = None, max_memory_mb: float | None = None
+    ) -> None:
+        if max_memory_mb is not None and directory is None:
+            raise ValueError("a feature cache with max_memory_mb spills to disk: give a directory")
         self.key = key
         self.directory = Path(directory) / key if directory is not None else None
+        self.max_memory_mb = max_memory_mb
         self.store: dict[bytes, Tensor] = {}
         self.pending: dict[bytes, Tensor] = {}
+        self.pending_bytes = 0
+        self.mapped = MappedShards()
         self.hits = self.misses = 0
         if self.directory is not None and self.directory.is_dir():
             for shard in sorted(self.directory.glob("*.safetensors")):
-                self._read(shard)
+                if max_memory_mb is None:
+                    self._read(shard)
+                else:
+                    self.mapped.add(shard)
 
     def _read(self, shard: Path) -> None:
         parts = load_file(str(shard))
@@ -80,15 +147,24 @@ class FeatureCache:
             self.store[bytes(digest.tolist())] = value
 
     def __len__(self) -> int:
-        return len(self.store)
+        return len(self.store) + len(self.mapped)
+
+    def _on_disk(self, keys: list[bytes]) -> dict[bytes, Tensor]:
+        """Memory-mapped values of the keys not in memory."""
+        return self.mapped.lookup([k for k in dict.fromkeys(keys) if k not in self.store])
+
+    def _add(self, key: bytes, value: Tensor) -> None:
+        self.store[key] = self.pending[key] = value.clone()
+        self.pending_bytes += value.numel() * value.element_size()
 
     @torch.no_grad()
     def __call__(self, encoder: nn.Module, x: Tensor) -> Tensor:
         """``encoder(x)``, running the encoder only on rows (deduplicated) not seen before."""
         keys = row_hashes(x)
+        disk = self._on_disk(keys)
         missing: dict[bytes, int] = {}
         for i, k in enumerate(keys):
-            if k not in self.store and k not in missing:
+            if k not in self.store and k not in disk and k not in missing:
                 missing[k] = i
         self.misses += len(missing)  # encoder runs
         self.hits += len(keys) - len(missing)  # rows served without one
@@ -96,8 +172,11 @@ class FeatureCache:
             rows = torch.tensor(list(missing.values()), device=x.device)
             out = encoder(x[rows]).detach().float().cpu()
             for k, v in zip(missing, out, strict=True):
-                self.store[k] = self.pending[k] = v.clone()
-        return torch.stack([self.store[k] for k in keys]).to(x.device)
+                self._add(k, v)
+        found = torch.stack([self.store[k] if k in self.store else disk[k] for k in keys])
+        if self.max_memory_mb is not None and self.pending_bytes > self.max_memory_mb * 2**20:
+            self.flush()  # spill: memory stays bounded however many rows stream by
+        return found.to(x.device)
 
     @torch.no_grad()
     def warm(self, encoder: nn.Module, x: Tensor, batch_size: int = 64) -> int:
@@ -105,9 +184,10 @@ class FeatureCache:
         (token rows sorted by their non-pad count, so little compute goes to padding); returns
         how many rows the encoder ran on."""
         keys = row_hashes(x)
+        disk = self._on_disk(keys)
         first: dict[bytes, int] = {}
         for i, k in enumerate(keys):
-            if k not in self.store and k not in first:
+            if k not in self.store and k not in disk and k not in first:
                 first[k] = i
         if not first:
             return 0
@@ -121,7 +201,7 @@ class FeatureCache:
             chunk = rows[start : start + batch_size]
             out = encoder(x[chunk.to(x.device)]).detach().float().cpu()
             for i, v in zip(chunk.tolist(), out, strict=True):
-                self.store[order[i]] = self.pending[order[i]] = v.clone()
+                self._add(order[i], v)
         self.misses += len(rows)
         return len(rows)
 
@@ -136,8 +216,21 @@ class FeatureCache:
         tmp = self.directory / f".{name}.tmp"
         save_file({"hash": digests, "value": values.contiguous()}, str(tmp))
         os.replace(tmp, self.directory / name)
+        if self.max_memory_mb is not None:  # memory-mapped from now on
+            self.mapped.add(self.directory / name)
+            for k in self.pending:
+                self.store.pop(k, None)
         self.pending.clear()
+        self.pending_bytes = 0
         return self.directory / name
 
 
-__all__ = ["FeatureCache", "is_frozen", "namespace", "row_hashes", "weights_digest"]
+__all__ = [
+    "FeatureCache",
+    "MappedShards",
+    "is_frozen",
+    "map_safetensors",
+    "namespace",
+    "row_hashes",
+    "weights_digest",
+]

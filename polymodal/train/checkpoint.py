@@ -3,6 +3,7 @@ checkpoint is complete on disk before it replaces the old one."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -50,10 +51,14 @@ def _int_keys(state: dict[str, Any]) -> dict[str, Any]:
 
 
 def save_checkpoint(path: str | Path, parts: dict[str, Any]) -> None:
-    """Write ``parts`` (name -> nested state with tensors) as ``<name>.safetensors`` + ``state.json``."""
+    """Write ``parts`` (name -> nested state with tensors) as ``<name>.safetensors`` + ``state.json``.
+
+    The files go to a hidden folder beside ``path``, are synced to disk, and only then replace
+    the previous checkpoint by renames; a crash at any point leaves the previous checkpoint, or
+    the new one, complete (see :func:`latest_checkpoint`)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}."))
+    tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.tmp-"))
     try:
         layout: dict[str, Any] = {}
         for name, state in parts.items():
@@ -62,14 +67,47 @@ def save_checkpoint(path: str | Path, parts: dict[str, Any]) -> None:
             if tensors:
                 save_file(tensors, str(tmp / f"{name}.safetensors"))
         (tmp / "state.json").write_text(json.dumps(layout), encoding="utf-8")
-        old = path.with_name(f".{path.name}.old")
-        if path.exists():
+        _sync(tmp)
+        old = _previous(path)
+        if path.exists():  # else ``old`` may be the only complete checkpoint: keep it till the end
+            shutil.rmtree(old, ignore_errors=True)
             os.replace(path, old)
         os.replace(tmp, path)
+        _sync(path.parent)
         shutil.rmtree(old, ignore_errors=True)
+        for stale in path.parent.glob(f".{path.name}.tmp-*"):  # left by a process killed mid-write
+            shutil.rmtree(stale, ignore_errors=True)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def _previous(path: Path) -> Path:
+    return path.with_name(f".{path.name}.old")
+
+
+def _sync(folder: Path) -> None:
+    """fsync every file of ``folder`` and the folder itself (its entries)."""
+    for file in folder.iterdir():
+        if file.is_file():
+            with open(file, "rb") as fh:
+                os.fsync(fh.fileno())
+    with contextlib.suppress(OSError):  # folders cannot be opened for fsync on some systems
+        fd = os.open(folder, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def latest_checkpoint(path: str | Path) -> Path | None:
+    """The complete checkpoint at ``path``; if a crash came between the two renames of
+    :func:`save_checkpoint`, the previous one kept beside it; None if there is none."""
+    path = Path(path)
+    for candidate in (path, _previous(path)):
+        if (candidate / "state.json").exists():
+            return candidate
+    return None
 
 
 def load_checkpoint(path: str | Path) -> dict[str, Any]:

@@ -18,16 +18,19 @@ from accelerate import Accelerator
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from torch import nn
-from torch.utils.data import DataLoader
 
 from polymodal.config import TrainerConfig
-from polymodal.data.dataset import TableDataset, collate_batch
+from polymodal.data.dataset import TableDataset
 from polymodal.data.pipeline import TablePipeline
+from polymodal.data.stream import StreamingTable
 from polymodal.encoders.cache import FeatureCache, is_frozen, namespace
-from polymodal.evaluation.evaluate import evaluate, monitor_value
-from polymodal.train.checkpoint import load_checkpoint, save_checkpoint
+from polymodal.evaluation.distributed import evaluate_all
+from polymodal.evaluation.evaluate import monitor_value, move
+from polymodal.train.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+from polymodal.train.distributed import accelerator, train_loader
 from polymodal.train.optim import make_optimizer, modality_dropout
 from polymodal.train.schedule import lr_at
+from polymodal.utils.dist import check_same, mean
 
 log = logging.getLogger("polymodal.train")
 
@@ -43,19 +46,14 @@ class TrainState:
 
 
 def make_accelerator(cfg: TrainerConfig) -> Accelerator:
-    cpu = cfg.device == "cpu" or (cfg.device == "auto" and not torch.cuda.is_available())
-    return Accelerator(
-        cpu=cpu,
-        mixed_precision=cfg.mixed_precision,
-        gradient_accumulation_steps=cfg.grad_accumulation,
-    )
+    return accelerator(cfg)  # gradient accumulation is explicit in _run_epoch
 
 
 def train(
     model: nn.Module,
     pipeline: TablePipeline,
-    train_ds: TableDataset,
-    val_ds: TableDataset | None,
+    train_ds: TableDataset | StreamingTable,
+    val_ds: TableDataset | StreamingTable | None,
     cfg: TrainerConfig,
     run_dir: Path,
     loss_weights: dict[str, float],
@@ -64,25 +62,20 @@ def train(
     """Train ``model`` in place; on return it holds the best weights (by ``cfg.monitor``)."""
     acc = make_accelerator(cfg)
     torch.manual_seed(cfg.seed)
-    loader = DataLoader(
-        train_ds,
-        batch_size=cfg.batch_size,
-        shuffle=True,
-        collate_fn=collate_batch,
-        num_workers=cfg.num_workers,
-        generator=torch.Generator().manual_seed(cfg.seed),
-    )
+    loader = train_loader(train_ds, cfg, acc)  # this process's share of every global batch
     optimizer = make_optimizer(model, cfg)
-    model, optimizer, loader = acc.prepare(model, optimizer, loader)
+    model, optimizer = acc.prepare(model, optimizer)
     raw: nn.Module = acc.unwrap_model(model)
     steps_per_epoch = math.ceil(len(loader) / cfg.grad_accumulation)
     total_steps = cfg.epochs * steps_per_epoch
     warmup = int(cfg.warmup_ratio * total_steps)
     state, best_weights = TrainState(), None
     ckpt_dir = run_dir / "checkpoints"
-    if resume and (ckpt_dir / "last" / "state.json").exists():
-        state, best_weights = _restore(ckpt_dir / "last", raw, optimizer)
-        log.info("resumed from %s after epoch %d", ckpt_dir / "last", state.epoch)
+    last = latest_checkpoint(ckpt_dir / "last") if resume else None
+    if last is not None:
+        state, best_weights = _restore(last, raw, optimizer)
+        log.info("resumed from %s after epoch %d", last, state.epoch)
+    check_same(state.epoch, "the epoch to resume from (is the output folder shared?)")
     with feature_caches(raw, pipeline, cfg) as caches:
         best_weights = _epochs(
             acc, model, raw, optimizer, loader, pipeline, val_ds, cfg, state, best_weights,
@@ -100,7 +93,7 @@ def _epochs(
     optimizer: torch.optim.Optimizer,
     loader: Any,
     pipeline: TablePipeline,
-    val_ds: TableDataset | None,
+    val_ds: TableDataset | StreamingTable | None,
     cfg: TrainerConfig,
     state: TrainState,
     best_weights: dict[str, torch.Tensor] | None,
@@ -122,7 +115,12 @@ def _epochs(
         aug_gen.manual_seed(cfg.seed * 1000 + epoch)
         t0 = time.perf_counter()
         if caches and epoch == first_epoch:  # the frozen features, computed once, length-sorted
-            _warm(raw, caches, [d for d in (loader.dataset, val_ds) if d is not None], cfg)
+            _warm(
+                raw,
+                caches,
+                [d for d in (loader.dataset, val_ds) if isinstance(d, TableDataset)],
+                cfg,
+            )
         train_loss = _run_epoch(
             acc,
             model,
@@ -140,13 +138,15 @@ def _epochs(
         )
         row: dict[str, Any] = {
             "epoch": epoch + 1,
-            "train_loss": train_loss,
+            "train_loss": mean(train_loss),  # over all ranks: every rank keeps one history
             "lr": optimizer.param_groups[0]["lr"],
             "seconds": time.perf_counter() - t0,
         }
-        value, higher = float(-train_loss), True
+        value, higher = float(-row["train_loss"]), True  # the same on every rank
         if val_ds is not None:
-            report = evaluate(raw, val_ds, pipeline, device=acc.device, loss_weights=loss_weights)
+            report = evaluate_all(
+                raw, val_ds, pipeline, device=acc.device, loss_weights=loss_weights
+            )
             row["val"] = report
             value, higher = monitor_value(report, cfg.monitor)
         improved = state.best is None or (value > state.best if higher else value < state.best)
@@ -221,7 +221,7 @@ def attach_feature_caches(
         if not (getattr(enc, "frozen", False) and is_frozen(enc)) or pre.augments:
             continue
         key = namespace(enc, getattr(enc, "build_config", {}), pre.state_dict())
-        caches[name] = FeatureCache(key, feature_cache_dir(cfg))
+        caches[name] = FeatureCache(key, feature_cache_dir(cfg), cfg.feature_cache_memory_mb)
         log.info("feature cache for frozen %s: %d entries on disk", name, len(caches[name]))
     raw.feature_caches = dict(caches)  # type: ignore[assignment]
     return caches
@@ -250,6 +250,7 @@ def _reseed(loader: Any, seed: int) -> None:
         getattr(
             getattr(getattr(loader, "batch_sampler", None), "sampler", None), "generator", None
         ),
+        getattr(loader, "synchronized_generator", None),  # accelerate, several processes
     ):
         if isinstance(obj, torch.Generator):
             obj.manual_seed(seed)
@@ -271,29 +272,44 @@ def _run_epoch(
     epoch: int,
 ) -> float:
     model.train()
-    total, count = 0.0, 0
-    with _progress(cfg, acc, len(loader), epoch, state) as bar:
-        for batch in loader:
+    total, count, n, accum = 0.0, 0, len(loader), cfg.grad_accumulation
+    with _progress(cfg, acc, n, epoch, state) as bar:
+        for i, batch in enumerate(loader):
+            batch = move(batch, acc.device)
             features = pipeline.augment(batch["features"], aug_gen)
             masks = modality_dropout(batch["masks"], cfg.modality_dropout, aug_gen)
-            with acc.accumulate(model):
+            sync = (i + 1) % accum == 0 or i + 1 == n  # last batch of an accumulation window
+            with contextlib.nullcontext() if sync else acc.no_sync(model):
                 out = model(features, masks)
                 loss, _ = raw.loss(out, batch["targets"], masks, loss_weights)  # type: ignore[operator]
-                acc.backward(loss)
-                if acc.sync_gradients:
-                    if cfg.grad_clip:
-                        acc.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-                    rate = lr_at(state.step, total_steps, cfg.lr, warmup, cfg.schedule)
-                    for group in optimizer.param_groups:
-                        group["lr"] = rate * group.get("lr_scale", 1.0)
-                    state.step += 1
-                optimizer.step()
-                optimizer.zero_grad(set_to_none=True)
+                acc.backward(loss / min(accum, n - i // accum * accum))  # / batches in window
+            if sync:
+                _step(acc, model, optimizer, cfg, state, total_steps, warmup)
             total += float(loss.detach())
             count += 1
             if bar is not None:
                 bar[0].update(bar[1], advance=1, loss=total / count)
     return total / max(count, 1)
+
+
+def _step(
+    acc: Accelerator,
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    cfg: TrainerConfig,
+    state: TrainState,
+    total_steps: int,
+    warmup: int,
+) -> None:
+    """One optimizer step on the accumulated (and, across processes, averaged) gradients."""
+    if cfg.grad_clip:
+        acc.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+    rate = lr_at(state.step, total_steps, cfg.lr, warmup, cfg.schedule)
+    for group in optimizer.param_groups:
+        group["lr"] = rate * group.get("lr_scale", 1.0)
+    state.step += 1
+    optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
 
 
 class _NoBar:

@@ -18,6 +18,7 @@ import torch
 
 from polymodal.data.base import Preprocessor, Transformed
 from polymodal.data.preprocess.files import decode_column
+from polymodal.data.stats import Moments, Stats, merge
 from polymodal.registry import register
 
 
@@ -33,6 +34,9 @@ def resample(wave: np.ndarray, rate: int, target: int) -> np.ndarray:
     n_out = max(1, round(len(wave) * target / rate))
     t_out = np.arange(n_out) * rate / target
     return np.interp(t_out, np.arange(len(wave)), wave).astype(np.float32)
+
+
+FIT_CLIPS = 2000  # distinct clips whose log-mel values give the global mean/std
 
 
 @register("preprocessor", "audio")
@@ -146,17 +150,39 @@ class AudioPreprocessor(Preprocessor):
         frames = self.n_samples // self.hop_length + 1
         return torch.zeros(self.n_mels, frames)
 
-    def fit(self, frame: pd.DataFrame, columns: list[str], base_dir: Path) -> AudioPreprocessor:
-        """Global log-mel mean/std from (up to 2,000 distinct) training clips."""
+    def partial_fit(
+        self,
+        frame: pd.DataFrame,
+        columns: list[str],
+        base_dir: Path,
+        stats: Stats | None = None,
+        source: str = "<train>",
+    ) -> Stats:
+        """Log-mel value moments over up to ``FIT_CLIPS`` distinct training clips (per part)."""
+        stats = dict(stats or {"clips": 0})
+        budget = FIT_CLIPS - stats["clips"]
+        if self.features != "logmel" or self.normalize != "global" or budget <= 0:
+            return stats
+        sample = frame[columns[0]].drop_duplicates().head(budget)
+        t = decode_column(
+            sample, base_dir, self.decode, self._empty(), "", source, "mask", self.logmel
+        )
+        vals = t.values[1:]  # slot 0 is the empty placeholder
+        if len(vals):
+            part = Moments.of(vals.reshape(-1).double().numpy())
+            stats = {
+                "clips": stats["clips"] + len(vals),
+                "moments": merge(stats.get("moments"), part),
+            }
+        return stats
+
+    def finish_fit(self, stats: Stats, columns: list[str]) -> AudioPreprocessor:
+        """Global log-mel mean/std of the sampled training clips."""
         self.mean, self.std = 0.0, 1.0
-        if self.features == "logmel" and self.normalize == "global":
-            sample = frame[columns[0]].drop_duplicates().head(2000)
-            t = decode_column(
-                sample, base_dir, self.decode, self._empty(), "", "<train>", "mask", self.logmel
-            )
-            vals = t.values[1:]  # slot 0 is the empty placeholder
-            if len(vals):
-                self.mean, self.std = float(vals.mean()), float(vals.std()) or 1.0
+        moments: Moments | None = stats.get("moments")
+        if moments is not None and moments.count[0] > 0:
+            self.mean = float(moments.mean[0])
+            self.std = float(np.sqrt(moments.m2[0] / max(moments.count[0] - 1, 1))) or 1.0
         return self
 
     def transform(

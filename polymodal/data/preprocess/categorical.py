@@ -12,6 +12,7 @@ import torch
 
 from polymodal.data.base import Preprocessor, Transformed
 from polymodal.data.io import is_missing
+from polymodal.data.stats import Stats, merge
 from polymodal.registry import register
 
 MISSING, UNKNOWN = 0, 1
@@ -35,15 +36,26 @@ class CategoricalPreprocessor(Preprocessor):
         self.max_categories = max_categories
         self.vocab: list[list[str]] = []  # per column, index 2.. in order
 
-    def fit(
-        self, frame: pd.DataFrame, columns: list[str], base_dir: Path
-    ) -> CategoricalPreprocessor:
-        vocab = []
+    def partial_fit(
+        self,
+        frame: pd.DataFrame,
+        columns: list[str],
+        base_dir: Path,
+        stats: Stats | None = None,
+        source: str = "<train>",
+    ) -> Stats:
+        parts = []
         for col in columns:
             counts: Counter[str] = Counter()
             for value, times in frame[col].value_counts(dropna=True).items():
                 if not is_missing(value):
                     counts[_key(value)] += int(times)  # 3 and 3.0 pool into "3"
+            parts.append(counts)
+        return {"counts": merge((stats or {}).get("counts"), parts)}
+
+    def finish_fit(self, stats: Stats, columns: list[str]) -> CategoricalPreprocessor:
+        vocab = []
+        for counts in stats.get("counts") or [Counter() for _ in columns]:
             kept = [k for k, c in counts.items() if c >= self.min_freq]
             kept = sorted(kept, key=lambda k: (-counts[k], k))[: self.max_categories]
             vocab.append(sorted(kept))

@@ -10,6 +10,7 @@ import pandas as pd
 import torch
 
 from polymodal.data.base import DataError, Preprocessor, Transformed, where
+from polymodal.data.stats import Moments, Stats, merge
 from polymodal.registry import register
 
 
@@ -40,14 +41,23 @@ class NumericPreprocessor(Preprocessor):
             out = np.sign(out) * np.log1p(np.abs(out))
         return out
 
-    def fit(self, frame: pd.DataFrame, columns: list[str], base_dir: Path) -> NumericPreprocessor:
-        x = self._values(frame, columns, "<train>")  # (N, F), NaN where missing
-        seen = ~np.isnan(x)
-        count = np.maximum(seen.sum(0), 1)  # an all-missing column gets mean 0, std 1
-        mean = np.where(seen, x, 0.0).sum(0) / count
-        var = np.where(seen, (x - mean) ** 2, 0.0).sum(0) / count
-        std = np.sqrt(var)
-        self.mean = mean.tolist()
+    def partial_fit(
+        self,
+        frame: pd.DataFrame,
+        columns: list[str],
+        base_dir: Path,
+        stats: Stats | None = None,
+        source: str = "<train>",
+    ) -> Stats:
+        part = Moments.of(self._values(frame, columns, source))  # (N, F), NaN where missing
+        return {"moments": merge((stats or {}).get("moments"), part)}
+
+    def finish_fit(self, stats: Stats, columns: list[str]) -> NumericPreprocessor:
+        moments: Moments | None = stats.get("moments")
+        if moments is None:  # no training rows at all
+            moments = Moments.of(np.full((0, len(columns)), np.nan))
+        std = np.sqrt(moments.var)  # an all-missing column gets mean 0, std 1
+        self.mean = moments.mean.tolist()
         self.std = np.where(std > 0, std, 1.0).tolist()  # constant column: std 0 -> 1
         return self
 

@@ -17,6 +17,7 @@ import torch
 
 from polymodal.data.base import DataError, Preprocessor, Transformed
 from polymodal.data.io import is_missing
+from polymodal.data.stats import Stats, merge
 from polymodal.registry import register
 
 PAD, UNK = 0, 1
@@ -139,19 +140,32 @@ class TextPreprocessor(Preprocessor):
         return int(self.hf().pad_token_id or 0)
 
     # -- fit / transform ---------------------------------------------------------------------
-    def fit(self, frame: pd.DataFrame, columns: list[str], base_dir: Path) -> TextPreprocessor:
-        col = columns[0]
-        texts = [str(v) for v in frame[col] if not is_missing(v)]
-        if not texts:
-            raise DataError(
-                f"<train>, column {col!r}: all {len(frame)} training rows are empty; "
-                "expected some text"
-            )
+    def partial_fit(
+        self,
+        frame: pd.DataFrame,
+        columns: list[str],
+        base_dir: Path,
+        stats: Stats | None = None,
+        source: str = "<train>",
+    ) -> Stats:
+        texts = [str(v) for v in frame[columns[0]] if not is_missing(v)]
+        part: Stats = {"rows": len(frame), "texts": len(texts)}
         if self.tokenizer == "word":
             counts: Counter[str] = Counter()
             for text, times in Counter(texts).items():  # tokenise each distinct text once
                 for w in self.words(text):
                     counts[w] += times
+            part["words"] = counts
+        return dict(merge(stats, part))
+
+    def finish_fit(self, stats: Stats, columns: list[str]) -> TextPreprocessor:
+        if not stats.get("texts"):
+            raise DataError(
+                f"<train>, column {columns[0]!r}: all {stats.get('rows', 0)} training rows are "
+                "empty; expected some text"
+            )
+        if self.tokenizer == "word":
+            counts: Counter[str] = stats.get("words") or Counter()
             ranked = sorted(counts.items(), key=lambda wc: (-wc[1], wc[0]))  # ties: alphabetical
             kept = [w for w, c in ranked if c >= self.min_freq][: max(0, self.max_vocab - 2)]
             self.load_fitted_state({"vocab": kept})
