@@ -31,7 +31,7 @@ from polymodal.utils.io import atomic_write_text, read_json
 INDEX_DIR = "index"
 KINDS = ("auto", "flat", "hnsw", "ivf")
 EXACT_BELOW = 50_000  # rows; an exact scan of fewer unit vectors is fast enough on a CPU
-HNSW_M, HNSW_EF_CONSTRUCTION, HNSW_EF_SEARCH = 32, 200, 256
+HNSW_M, HNSW_EF_CONSTRUCTION, HNSW_EF_SEARCH = 32, 100, 256
 
 
 class SearchError(ValueError):

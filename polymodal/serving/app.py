@@ -25,6 +25,7 @@ from polymodal.data.base import DataError
 from polymodal.evaluation.predict import predict_frame
 from polymodal.export.artifact import Artifact, load_artifact
 from polymodal.serving import schema as S
+from polymodal.serving.search import add_search_route
 
 
 class Prediction(BaseModel):
@@ -137,6 +138,7 @@ def create_app(
         response_model=PredictResponse,
         summary="Predict one row sent as a multipart form (image/audio as file uploads)",
     )(upload)
+    add_search_route(app, served.art, model_dir, served.data_dir)  # when the model has an index
     return app
 
 
