@@ -1,0 +1,215 @@
+"""Twemoji (icon <-> emoji name): contrastive retrieval in a shared space, captioning, the 10-way
+category as a sanity row, a COCO-mini end-to-end smoke run, and the ANN index target.
+
+    python benchmarks/twemoji/run.py            # full run: writes results.json and results.md
+    python benchmarks/twemoji/run.py --quick    # 160 rows per split, 2 epochs, 20k ANN vectors
+
+Every polymodal model trains through the public API on the split of ``common.py``; hyper-
+parameters were chosen on the validation split (see README.md), the test split is scored once.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+import ann  # noqa: E402
+import baselines as B  # noqa: E402
+from common import (  # noqa: E402
+    DATA,
+    caption_config,
+    category_config,
+    load_splits,
+    retrieval_config,
+)
+
+from polymodal import Predictor  # noqa: E402
+
+COCO = DATA.parent / "coco_mini"
+# chosen on the validation split (README.md): dropout 0.5 and short-name rows matter most
+RETRIEVAL_HEAD = {"dim": 256, "hidden": 1024, "dropout": 0.5, "temperature": 0.05}
+CAPTION_HEAD = {"d_model": 256, "layers": 2, "ff_dim": 512, "dropout": 0.3, "max_length": 16}
+EPOCHS = {"retrieval": 10, "caption": 15, "category": 8}
+
+
+class Rows:
+    def __init__(self) -> None:
+        self.rows: list[dict[str, Any]] = []
+
+    def add(self, task: str, model: str, metrics: dict[str, Any], seconds: float | None) -> None:
+        for metric, value in metrics.items():
+            if isinstance(value, (int, float)) and metric != "n_pairs":
+                self.rows.append({"task": task, "model": model, "metric": metric,
+                                  "value": round(float(value), 4), "train_seconds": seconds})  # fmt: skip
+        print(
+            task,
+            model,
+            {k: round(v, 4) for k, v in metrics.items() if isinstance(v, float)},
+            flush=True,
+        )
+
+
+def directions(m: dict[str, Any]) -> dict[str, Any]:
+    """``image_to_text_R@1`` ... from polymodal's retrieval metrics, in a fixed order."""
+    keys = [f"{d}_{s}" for d in ("text_to_image", "image_to_text")
+            for s in ("R@1", "R@5", "R@10", "median_rank")]  # fmt: skip
+    return {k: m[k] for k in keys}
+
+
+def retrieval(frames: dict[str, pd.DataFrame], args: argparse.Namespace, rows: Rows) -> Predictor:
+    cfg = retrieval_config(args.epochs or EPOCHS["retrieval"], args.cache_dir, RETRIEVAL_HEAD)
+    pred = Predictor(cfg).fit(
+        frames["train_alt"], val=frames["val"], test=frames["test"], base_dir=DATA
+    )
+    seconds = round(pred.metrics_["train_seconds"], 1)
+    rows.add("retrieval", "polymodal contrastive (frozen EfficientNet-Lite0 + MiniLM, MLP towers)",
+             directions(pred.metrics_["test"]["match"]), seconds)  # fmt: skip
+    return pred
+
+
+def retrieval_baselines(pred: Predictor, frames: dict[str, pd.DataFrame], args: argparse.Namespace, rows: Rows) -> dict[str, Any]:  # fmt: skip
+    parts = {k: frames[k] for k in ("train", "val", "test")}
+    img = {k: B.frozen_features(pred, f, "image", DATA, args.cache_dir) for k, f in parts.items()}
+    txt = {k: B.frozen_features(pred, f, "text", DATA, args.cache_dir) for k, f in parts.items()}
+    tfidf = B.tfidf_space({k: f["text"].tolist() for k, f in parts.items()})
+    pix = {k: B.pixels(f, DATA) for k, f in parts.items()}
+    for label, x, y in (
+        ("ridge EfficientNet-Lite0 -> MiniLM (shared reference)", img, txt),
+        ("ridge EfficientNet-Lite0 -> TF-IDF char n-grams", img, tfidf),
+        ("ridge raw pixels 32x32 -> MiniLM", pix, txt),
+    ):
+        t0 = time.perf_counter()
+        metrics, alpha = B.ridge_retrieval(x, y)
+        rows.add("retrieval", f"{label} (alpha {alpha:g})", directions(metrics),
+                 round(time.perf_counter() - t0, 1))  # fmt: skip
+    n = len(frames["test"])
+    c = B.chance(n)
+    rows.add("retrieval", f"chance ({n} test emoji)",
+             {f"{d}_{s}": v for d in ("text_to_image", "image_to_text") for s, v in c.items()}, None)  # fmt: skip
+    return img
+
+
+def captioning(frames: dict[str, pd.DataFrame], img: dict[str, Any], args: argparse.Namespace, rows: Rows) -> None:  # fmt: skip
+    cfg = caption_config(args.epochs or EPOCHS["caption"], args.cache_dir, CAPTION_HEAD)
+    pred = Predictor(cfg).fit(frames["train"], val=frames["val"], base_dir=DATA)
+    refs = frames["test"]["text"].tolist()
+    for method in ("beam", "greedy"):
+        pred.artifact_.model.heads["text"].decoding = method
+        hyps = pred.predict(frames["test"], base_dir=DATA)["text"].tolist()
+        rows.add("captioning", f"polymodal caption head ({method}), frozen EfficientNet-Lite0",
+                 B.caption_scores(hyps, refs), round(pred.metrics_["train_seconds"], 1))  # fmt: skip
+    nn = B.nn_captions(img["train"], frames["train"]["text"].tolist(), img["test"])
+    rows.add("captioning", "nearest-neighbour caption (EfficientNet-Lite0 cosine)", B.caption_scores(nn, refs), 0.0)  # fmt: skip
+    print("examples:", list(zip(refs[:8], hyps[:8], nn[:8], strict=True)), flush=True)
+
+
+def category(frames: dict[str, pd.DataFrame], args: argparse.Namespace, rows: Rows) -> None:
+    cfg = category_config(args.epochs or EPOCHS["category"], args.cache_dir)
+    pred = Predictor(cfg).fit(
+        frames["train"], val=frames["val"], test=frames["test"], base_dir=DATA
+    )
+    test = pred.metrics_["test"]["category"]
+    rows.add("category (10-way)", "polymodal image + name, concat fusion",
+             {"accuracy": test["accuracy"], "macro_f1": test["macro_f1"]},
+             round(pred.metrics_["train_seconds"], 1))  # fmt: skip
+
+
+def index_and_search(pred: Predictor, frames: dict[str, pd.DataFrame], tmp: Path, rows: Rows) -> None:  # fmt: skip
+    """The saved model's index/search path end to end on the test emoji."""
+    pred.save(tmp / "retrieval")
+    loaded = Predictor.load(tmp / "retrieval")
+    t0 = time.perf_counter()
+    info = loaded.index(frames["test"], "image", base_dir=DATA, id_column="text")
+    seconds = time.perf_counter() - t0
+    queries = frames["test"]["text"].tolist()
+    t0 = time.perf_counter()
+    hits = loaded.search(text=queries, k=10)
+    qps = len(queries) / (time.perf_counter() - t0)
+    top = hits[hits["rank"] == 1]
+    r1 = float((top["id"].to_numpy() == pd.Series(queries).to_numpy()[top["query"]]).mean())
+    rows.add("index + search (saved model, test emoji)", f"FAISS {info['kind']}",
+             {"text_to_image_R@1": r1, "index_seconds": seconds, "queries_per_s": qps}, None)  # fmt: skip
+
+
+def coco_frames() -> dict[str, pd.DataFrame]:
+    out = {}
+    for split in ("train", "val"):
+        ann_ = json.loads((COCO / "annotations" / f"captions_{split}2017.json").read_text())
+        files = {im["id"]: f"{split}2017/{im['file_name']}" for im in ann_["images"]}
+        out[split] = pd.DataFrame(
+            [
+                {"image": files[a["image_id"]], "text": a["caption"].strip()}
+                for a in ann_["annotations"]
+            ]
+        )
+    return out
+
+
+def coco_smoke(args: argparse.Namespace, rows: Rows) -> None:
+    """Photos + COCO captions through retrieval and captioning, one epoch each: a smoke test."""
+    frames = coco_frames()
+    for name, cfg in (("retrieval", retrieval_config(1, args.cache_dir, {"dim": 64, "hidden": 0})),
+                      ("captioning", caption_config(1, args.cache_dir, {"d_model": 64, "ff_dim": 128, "layers": 1}))):  # fmt: skip
+        cfg["trainer"]["batch_size"] = 32
+        pred = Predictor(cfg).fit(frames["train"], val=frames["val"], base_dir=COCO)
+        key = "match" if name == "retrieval" else "text"
+        metrics = pred.metrics_["val"][key]
+        rows.add(f"coco_mini smoke ({name}, 1 epoch, val)", "polymodal",
+                 {k: v for k, v in metrics.items() if k in ("mean_R@10", "bleu4", "exact_match")},
+                 round(pred.metrics_["train_seconds"], 1))  # fmt: skip
+
+
+def write(rows: Rows, ann_rows: list[dict[str, Any]], args: argparse.Namespace, seconds: float) -> None:  # fmt: skip
+    for r in ann_rows:
+        rows.rows.append({"task": f"ANN {r['n']:,} {r['data']} 384-d vectors", "model": f"FAISS {r['kind']} {r['params']}",
+                          "metric": "queries_per_s | recall@10", "value": [r["queries_per_s"], r["recall@10"]],
+                          "train_seconds": r["build_seconds"]})  # fmt: skip
+    command = "python benchmarks/twemoji/run.py" + (" --quick" if args.quick else "")
+    result = {"command": command, "date": dt.date.today().isoformat(),
+              "total_seconds": round(seconds), "rows": rows.rows}  # fmt: skip
+    suffix = "_quick" if args.quick else ""
+    (HERE / f"results{suffix}.json").write_text(json.dumps(result, indent=2) + "\n")
+    lines = [f"# Twemoji results\n\n`{command}` on {result['date']}, {seconds / 60:.1f} min on this machine.\n",
+             "| task | model | metric | value | train s |", "|---|---|---|---|---|"]  # fmt: skip
+    for r in rows.rows:
+        lines.append(f"| {r['task']} | {r['model']} | {r['metric']} | {r['value']} | {r['train_seconds'] if r['train_seconds'] is not None else ''} |")  # fmt: skip
+    (HERE / f"results{suffix}.md").write_text("\n".join(lines) + "\n")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="smoke run: small slices, 2 epochs")
+    parser.add_argument("--epochs", type=int, default=None, help="override every model's epochs")
+    parser.add_argument(
+        "--cache-dir", default=str(Path.home() / ".cache" / "polymodal" / "features")
+    )
+    parser.add_argument(
+        "--tmp", default="/tmp/polymodal-twemoji", help="saved model for index/search"
+    )
+    args = parser.parse_args()
+    if args.quick and args.epochs is None:
+        args.epochs = 2
+    t0 = time.perf_counter()
+    frames = load_splits(quick=args.quick)
+    rows = Rows()
+    pred = retrieval(frames, args, rows)
+    img = retrieval_baselines(pred, frames, args, rows)
+    index_and_search(pred, frames, Path(args.tmp), rows)
+    captioning(frames, img, args, rows)
+    category(frames, args, rows)
+    coco_smoke(args, rows)
+    ann_rows = ann.bench(20_000 if args.quick else 100_000)
+    write(rows, ann_rows, args, time.perf_counter() - t0)
+
+
+if __name__ == "__main__":
+    main()
