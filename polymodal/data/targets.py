@@ -120,9 +120,16 @@ class TargetEncoder:
                 for lbl in self._split(cell):
                     out[r, self._index(lookup, lbl, source, row, series.name)] = 1.0
             return out
-        ids = [
-            self._index(lookup, _label(v), source, row, series.name) for row, v in series.items()
-        ]
+        codes, uniques = pd.factorize(series)  # each distinct label looked up once
+        first = np.unique(codes, return_index=True)[1]  # a row of each, for errors
+        rows = series.index[first]
+        ids = np.array(
+            [
+                self._index(lookup, _label(v), source, r, series.name)
+                for v, r in zip(uniques, rows, strict=True)
+            ],
+            dtype=np.int64,
+        )[codes]
         dtype = torch.float32 if self.task == "binary" else torch.long
         return torch.tensor(ids, dtype=dtype)
 
@@ -152,9 +159,11 @@ class TargetEncoder:
         return values.to_numpy(dtype=np.float64, na_value=np.nan)
 
     def _check_missing(self, series: pd.Series, source: str) -> None:
+        numeric = pd.api.types.is_numeric_dtype(series) or pd.api.types.is_bool_dtype(series)
+        cells = series[series.isna()] if numeric else series  # numbers: only NaN is missing
         missing = [
             row
-            for row, v in series.items()
+            for row, v in cells.items()
             if not isinstance(v, (list, np.ndarray)) and is_missing(v)
         ]
         if missing:

@@ -28,7 +28,9 @@ class NumericPreprocessor(Preprocessor):
         out = np.empty((len(frame), len(columns)), dtype=np.float64)
         for j, col in enumerate(columns):
             values = pd.to_numeric(frame[col], errors="coerce")
-            bad = values.isna() & frame[col].notna() & (frame[col].astype(str).str.strip() != "")
+            bad = values.isna() & frame[col].notna()  # then blank strings are fine (missing)
+            if bad.any():
+                bad &= frame[col].astype(str).str.strip() != ""  # (str() of floats is slow)
             if bad.any():
                 pos = int(np.argmax(bad.to_numpy()))  # positional: index labels may repeat
                 raise DataError(
