@@ -423,7 +423,7 @@ class Predictor:
     ) -> dict[str, Any]:
         """Embed ``column`` of ``data`` with the retrieval head and store a FAISS index of it in
         ``model_dir/index/`` (default: the folder the model was loaded from); ``kind`` auto picks
-        exact search below 50,000 rows, HNSW above. Returns the index's description."""
+        exact search below 50,000 rows, IVF above. Returns the index's description."""
         from polymodal.export import index as ix
 
         art = self._check_fitted()

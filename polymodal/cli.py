@@ -291,7 +291,7 @@ def index_cmd(
     output: Annotated[str | None, typer.Option(help="retrieval output, if several")] = None,
 ) -> None:
     """Embed TABLE's COLUMN with MODEL_DIR's retrieval head and store a FAISS index beside the
-    model (MODEL_DIR/index/); exact below 50,000 rows, HNSW above (with --kind auto)."""
+    model (MODEL_DIR/index/); exact below 50,000 rows, IVF above (with --kind auto)."""
     from polymodal.api import Predictor
 
     try:

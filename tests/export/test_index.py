@@ -130,5 +130,5 @@ def test_index_kinds_find_true_neighbours(kind):
     exact = np.argsort(-(x[:50] @ x.T), axis=1)[:, :10]
     recall = np.mean([len(set(a) & set(b)) / 10 for a, b in zip(found, exact, strict=True)])
     assert recall >= 0.9
-    assert ix.make_index(x, "auto", exact_below=1000)[1] == "hnsw"
+    assert ix.make_index(x, "auto", exact_below=1000)[1] == "ivf"
     assert ix.make_index(x, "auto")[1] == "flat"
