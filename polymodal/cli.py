@@ -340,7 +340,7 @@ def explain(
         Path | None, typer.Option("--output", "-o", help="folder (default MODEL_DIR/explanations)")
     ] = None,
     method: Annotated[
-        str, typer.Option(help="integrated_gradients | gradient_x_input | attention")
+        str, typer.Option(help="integrated_gradients | gradient_x_input | attention | occlusion")
     ] = "integrated_gradients",
     target: Annotated[str | None, typer.Option(help="output to explain (default: first)")] = None,
     label: Annotated[str | None, typer.Option(help="class to explain (default: predicted)")] = None,

@@ -42,7 +42,8 @@ from polymodal.evaluation.importance import (
 from polymodal.models import MultimodalModel
 from polymodal.utils.io import write_json
 
-METHODS = ("integrated_gradients", "gradient_x_input", "attention")
+METHODS = ("integrated_gradients", "gradient_x_input", "attention", "occlusion")
+GRADIENT_METHODS = ("integrated_gradients", "gradient_x_input")
 MAX_MAP_SIDE = 64  # heat-maps larger than this are average-pooled in the JSON (not in the plots)
 
 
@@ -68,10 +69,10 @@ def check_method(model: MultimodalModel, method: str) -> None:
             f"'attention'); this model's fusion is {type(model.fusion).__name__}"
         )
     quantized = [n for n, m in model.named_modules() if "quantized" in type(m).__module__]
-    if method != "attention" and quantized:
+    if method in GRADIENT_METHODS and quantized:
         raise ExplainError(
             f"{method} needs gradients, but this model is int8-quantized ({quantized[0]}); "
-            "explain the fp32 model it was compressed from, or use method 'attention'"
+            "explain the fp32 model it was compressed from, or use method 'occlusion'"
         )
 
 
@@ -102,7 +103,7 @@ def embedding_layers(encoder: nn.Module, name: str) -> list[nn.Embedding]:
         f"input {name!r}: attributions for token / category ids are taken at the encoder's "
         f"embedding layer, but {type(encoder).__name__} has none (expected an nn.Embedding as "
         "`embedding`, an nn.ModuleList of them as `tables`, or a Hugging Face model with "
-        "get_input_embeddings()); use method 'attention' or modality importance instead"
+        "get_input_embeddings()); use method 'occlusion' or modality importance instead"
     )
 
 
@@ -364,8 +365,9 @@ def explain_rows(
     label: Any = None,
 ) -> list[Explanation]:
     """Explanations of ``rows`` (positions in ``frame`` / ``dataset``) for ``output`` (default:
-    the first), for the predicted class or ``label``. ``method``: integrated_gradients,
-    gradient_x_input, or attention (attention weights and occlusion only)."""
+    the first), for the predicted class or ``label``. ``method``: integrated_gradients or
+    gradient_x_input (attributions within each input), attention (the attention fusion's
+    weights only) or occlusion (per-modality occlusion only; every row gets that)."""
     check_method(model, method)
     check_rows(rows, len(dataset), source)
     heads = list(model.heads)
@@ -400,19 +402,37 @@ def explain_rows(
         expl = Explanation(summary)
         summary["modalities"] = {}
         for name in model.inputs:
-            info: dict[str, Any] = {"present": bool(masks[name][j])}
-            if info["present"] and method != "attention":
-                x = sub.inputs[name].values[j : j + 1]
-                attrs, delta = attribute_input(row, name, x, explained[j], method, steps)
-                cells = frame.iloc[r][by_name[name].cols]
-                details, display = _describe(by_name[name], pipeline, cells, attrs, x)
-                info |= details | {"convergence_delta": delta}
-                if display is not None:
-                    expl.display[name] = display
+            x = sub.inputs[name].values[j : j + 1]
+            cells = frame.iloc[r][by_name[name].cols]
+            info, display = _input_explanation(
+                row, name, x, by_name[name], pipeline, cells, explained[j], method, steps
+            )
             summary["modalities"][name] = info
+            if display is not None:
+                expl.display[name] = display
         summary["attention"] = _attention(model, row)
         out.append(expl)
     return out
+
+
+def _input_explanation(
+    row: _Row,
+    name: str,
+    x: Tensor,
+    inp: InputConfig,
+    pipeline: TablePipeline,
+    cells: pd.Series,
+    target: int,
+    method: str,
+    steps: int,
+) -> tuple[dict[str, Any], tuple[np.ndarray, np.ndarray] | None]:
+    """One input of one row: attributions unless it is missing or the method has none."""
+    info: dict[str, Any] = {"present": bool(row.masks[name][0])}
+    if not info["present"] or method not in GRADIENT_METHODS:
+        return info, None
+    attrs, delta = attribute_input(row, name, x, target, method, steps)
+    details, display = _describe(inp, pipeline, cells, attrs, x)
+    return info | details | {"convergence_delta": delta}, display
 
 
 def _header(

@@ -62,7 +62,7 @@ def confusion(matrix: list[list[int]], labels: list[str], title: str) -> bytes:
     """Counts, coloured by the share of each true class (row)."""
     cm = np.asarray(matrix, dtype=float)
     share = cm / np.maximum(cm.sum(1, keepdims=True), 1)
-    side = min(12.0, 2.5 + 0.45 * len(labels))
+    side = min(9.0, 2.4 + 0.3 * len(labels))
     fig, ax = plt.subplots(figsize=(side + 1, side))
     im = ax.imshow(share, cmap="Blues", vmin=0, vmax=1)
     ticks = range(len(labels))
@@ -172,13 +172,15 @@ def _unit(display: np.ndarray) -> np.ndarray:
 def _overlay(
     ax: Axes, background: np.ndarray, heat: np.ndarray, origin: Literal["upper", "lower"] = "upper"
 ) -> None:
-    """Signed attribution over a grey background: red for, blue against the explained class."""
+    """Signed attribution over a grey background: red for, blue against the explained class.
+    Images keep their aspect ratio (``origin`` upper); spectrograms fill the panel."""
     if background.ndim == 3:  # colour image: grey, so the heat-map colours stand out
         background = background.mean(-1)
-    ax.imshow(background, cmap="gray", origin=origin, aspect="auto")
+    aspect: Literal["equal", "auto"] = "equal" if origin == "upper" else "auto"
+    ax.imshow(background, cmap="gray", origin=origin, aspect=aspect)
     bound = float(np.abs(heat).max()) or 1.0
     norm = TwoSlopeNorm(0.0, -bound, bound)
-    ax.imshow(heat, cmap="RdBu_r", norm=norm, alpha=0.55, origin=origin, aspect="auto")
+    ax.imshow(heat, cmap="RdBu_r", norm=norm, alpha=0.55, origin=origin, aspect=aspect)
     ax.set_xticks([])
     ax.set_yticks([])
 
@@ -192,24 +194,45 @@ def _bars(ax: Axes, labels: list[str], values: list[float], title: str) -> None:
     ax.set_title(title, fontsize=10)
 
 
-def _tokens(ax: Axes, tokens: list[str], values: list[float], title: str, limit: int = 160) -> None:
-    """Tokens in reading order on a background whose colour and strength follow their value."""
+def merge_pieces(tokens: list[str], values: list[float]) -> tuple[list[str], list[float]]:
+    """WordPiece continuations (``##ing``) joined to the token before them, values summed."""
+    words: list[str] = []
+    sums: list[float] = []
+    for tok, v in zip(tokens, values, strict=False):
+        if tok.startswith("##") and words:
+            words[-1] += tok[2:]
+            sums[-1] += v
+        else:
+            words.append(tok)
+            sums.append(v)
+    return words, sums
+
+
+def _token_lines(tokens: list[str]) -> int:
+    """Rough line count of a token panel (about 150 monospace characters per line)."""
+    return 1 + sum(len(t) + 1 for t in tokens) // 150
+
+
+def _tokens(ax: Axes, tokens: list[str], values: list[float], title: str) -> None:
+    """Tokens in reading order on a background whose colour and strength follow their value.
+    Call after the figure's layout is final: each token is measured to wrap the lines."""
     ax.axis("off")
     ax.set_title(title, fontsize=10)
-    bound = max((abs(v) for v in values[:limit]), default=0.0) or 1.0
-    x, y, line = 0.0, 0.95, 0.085
-    for tok, v in zip(tokens[:limit], values[:limit], strict=False):
-        width = 0.0125 * (len(tok) + 1)
-        if x + width > 1.0:
-            x, y = 0.0, y - line
-        if y < 0:
-            break
+    renderer = ax.figure.canvas.get_renderer()  # type: ignore[attr-defined]
+    to_axes = ax.transAxes.inverted()
+    bound = max((abs(v) for v in values), default=0.0) or 1.0
+    x, y, gap = 0.0, 1.0, 0.004
+    for tok, v in zip(tokens, values, strict=False):
         colour = matplotlib.colors.to_rgba(POS if v >= 0 else NEG, alpha=min(1.0, abs(v) / bound))
         box = {"facecolor": colour, "edgecolor": "none", "pad": 1.0}
-        ax.text(
-            x, y, tok, fontsize=8, family="monospace", va="top", transform=ax.transAxes, bbox=box
-        )
-        x += width
+        style: dict[str, Any] = {"fontsize": 9, "family": "monospace", "va": "top", "bbox": box}
+        text = ax.text(x, y, tok, transform=ax.transAxes, **style)
+        extent = text.get_window_extent(renderer).transformed(to_axes)
+        if extent.x1 > 1.0 and x > 0:  # wrap
+            x, y = 0.0, y - 1.5 * extent.height
+            text.set_position((x, y))
+            extent = text.get_window_extent(renderer).transformed(to_axes)
+        x = extent.x1 + gap
 
 
 def _attention(ax: Axes, attention: dict[str, Any]) -> None:
@@ -234,11 +257,7 @@ def _input_panel(
 ) -> None:
     kind = info.get("kind")
     title = f"{name}: {kind}"
-    if kind == "tokens":
-        words = "words" in info
-        tokens = info["words"] if words else info["tokens"]
-        _tokens(ax, tokens, info["word_values"] if words else info["values"], title)
-    elif kind == "features":
+    if kind == "features":
         labels = [
             f"{f} = {_short(v)}" for f, v in zip(info["features"], info["inputs"], strict=True)
         ]
@@ -254,32 +273,44 @@ def _input_panel(
         ax.plot(display[0], color="grey", linewidth=0.5)
         ax.plot(display[1] / (np.abs(display[1]).max() or 1.0), color=POS, linewidth=0.5)
         ax.set_title(title, fontsize=10)
-    else:
-        ax.axis("off")
-        ax.text(0.5, 0.5, f"{name}: missing" if not info.get("present") else name, ha="center")
+
+
+def _text_of(info: dict[str, Any]) -> tuple[list[str], list[float]]:
+    """Display tokens: words for hashed n-grams, whole words for WordPieces."""
+    if "words" in info:
+        return list(info["words"]), list(info["word_values"])
+    return merge_pieces(list(info["tokens"]), list(info["values"]))
 
 
 def explanation(summary: dict[str, Any], display: dict[str, Any]) -> bytes:
-    """One row's explanation: modality occlusion, attention (if any), one panel per input."""
+    """One row's explanation: modality occlusion, attention (if any), a panel per input; text
+    inputs get full-width rows of highlighted tokens."""
     names = list(summary["modalities"])
-    shown = [n for n in names if summary["modalities"][n].get("kind")]
-    panels = 1 + (summary.get("attention") is not None) + len(shown)
-    cols = 2 if panels > 1 else 1
-    rows = int(np.ceil(panels / cols))
-    fig, axes = plt.subplots(rows, cols, figsize=(6.2 * cols, 3.3 * rows), squeeze=False)
-    flat = list(axes.flat)
+    kinds = {n: summary["modalities"][n].get("kind") for n in names}
+    texts = [n for n in names if kinds[n] == "tokens"]
+    others = [n for n in names if kinds[n] and kinds[n] != "tokens"]
+    grid_panels = 1 + (summary.get("attention") is not None) + len(others)
+    grid_rows = int(np.ceil(grid_panels / 2))
+    text_heights = [0.6 + 0.26 * _token_lines(_text_of(summary["modalities"][n])[0]) for n in texts]
+    heights = [3.3] * grid_rows + text_heights
+    fig = plt.figure(figsize=(12.4, sum(heights) + 0.5))
+    gs = fig.add_gridspec(len(heights), 2, height_ratios=heights)
+    cells = [fig.add_subplot(gs[r, c]) for r in range(grid_rows) for c in range(2)]
     occl = summary["occlusion"]
     labels = [n if summary["modalities"][n]["present"] else f"{n} (missing)" for n in names]
-    _bars(flat[0], labels, [occl[n] for n in names], "modality importance (occlusion)")
-    flat[0].set_xlabel("fall in the explained probability when masked", fontsize=8)
+    _bars(cells[0], labels, [occl[n] for n in names], "modality importance (occlusion)")
+    cells[0].set_xlabel("fall in the explained probability when masked", fontsize=8)
     k = 1
     if summary.get("attention") is not None:
-        _attention(flat[k], summary["attention"])
+        _attention(cells[k], summary["attention"])
         k += 1
-    for name in shown:
-        _input_panel(flat[k], name, summary["modalities"][name], display.get(name))
+    for name in others:
+        _input_panel(cells[k], name, summary["modalities"][name], display.get(name))
         k += 1
-    for ax in flat[k:]:
+    for ax in cells[k:]:
+        ax.axis("off")
+    text_axes = [fig.add_subplot(gs[grid_rows + i, :]) for i in range(len(texts))]
+    for ax in text_axes:
         ax.axis("off")
     explained = summary.get("explained_class", summary.get("prediction"))
     fig.suptitle(
@@ -288,5 +319,7 @@ def explanation(summary: dict[str, Any], display: dict[str, Any]) -> bytes:
         " red = for, blue = against",
         fontsize=10,
     )
-    fig.tight_layout(rect=(0, 0, 1, 0.97))  # room for the title
+    fig.tight_layout(rect=(0, 0, 1, 1 - 0.35 / (sum(heights) + 0.5)))  # room for the title
+    for ax, name in zip(text_axes, texts, strict=True):  # after the layout: tokens are measured
+        _tokens(ax, *_text_of(summary["modalities"][name]), f"{name}: tokens")
     return png(fig, layout=False)

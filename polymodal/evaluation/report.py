@@ -24,7 +24,7 @@ from polymodal.data.summary import table_summary
 from polymodal.evaluation import html as H
 from polymodal.evaluation import plots
 from polymodal.evaluation.evaluate import score
-from polymodal.evaluation.explain import Explanation, explain_rows
+from polymodal.evaluation.explain import ExplainError, Explanation, explain_rows
 from polymodal.evaluation.importance import (
     encode_dataset,
     fuse_all,
@@ -201,16 +201,18 @@ def _figures(
     if task not in ("binary", "multiclass"):
         return []
     cm = plots.confusion(report["confusion_matrix"], labels, f"{name}: confusion matrix")
-    figures = [("confusion matrix", cm)]
     proba = decoded["proba"].numpy()
-    if task == "binary" and len(np.unique(y)) == 2:
-        figures.append(("ROC and PR curves", plots.roc_pr(y.astype(int), proba[:, 1], labels[1])))
+    binary = task == "binary" and len(np.unique(y)) == 2
+    if binary:
         conf, hit, what = proba[:, 1], y == 1, f"P({name} = {labels[1]})"
     else:
         conf, hit = proba.max(1), proba.argmax(1) == y
         what = "confidence of the predicted class"
     cal = plots.calibration(conf, hit.astype(float), f"{name}: {what}")
-    return [*figures, ("calibration", cal)]
+    figures = [("confusion matrix", cm), ("calibration", cal)]
+    if binary:
+        figures.append(("ROC and PR curves", plots.roc_pr(y.astype(int), proba[:, 1], labels[1])))
+    return figures
 
 
 def _evaluate(
@@ -360,9 +362,12 @@ def _compute(saved: SavedModel, table: Table, opts: ReportOptions) -> _Computed:
     if picks and scored_outputs(model):
         cfg = saved.config
         first = next(o.name for o in cfg.outputs if o.name in scored_outputs(model))
-        done.explanations = explain_rows(
-            model, pipe, cfg.inputs, ds, sample, picks, table.source, first, opts.method
-        )
+        args = (model, pipe, cfg.inputs, ds, sample, picks, table.source, first)
+        try:
+            done.explanations = explain_rows(*args, opts.method)
+        except ExplainError as err:  # e.g. an int8 model: no gradients, occlusion still works
+            done.notes.append(f"Explained examples show occlusion only: {err}")
+            done.explanations = explain_rows(*args, "occlusion")
     done.seconds["explanations"] = time.perf_counter() - t0
     return done
 

@@ -9,10 +9,12 @@ library and the ``chromium`` binary is needed, and no network port is opened.
 from __future__ import annotations
 
 import base64
+import contextlib
 import fcntl
 import json
 import os
 import shutil
+import signal
 import subprocess
 import tempfile
 import time
@@ -161,6 +163,7 @@ def _spawn(binary: str, profile: str) -> tuple[subprocess.Popen[bytes], int, int
         stderr=subprocess.DEVNULL,
         preexec_fn=wire,
         close_fds=False,  # would close fds 3 and 4 after ``wire``; Python's own fds are CLOEXEC
+        start_new_session=True,  # its own process group, so it can be ended as a whole
     )
     os.close(to_child_r)
     os.close(from_child_w)
@@ -181,17 +184,28 @@ def render(
     if binary is None:
         raise BrowserError(f"no Chromium found (looked for {', '.join(BINARIES)})")
     url = Path(html).resolve().as_uri()
-    with tempfile.TemporaryDirectory(prefix="polymodal-chromium-") as profile:
+    with tempfile.TemporaryDirectory(
+        prefix="polymodal-chromium-", ignore_cleanup_errors=True
+    ) as profile:
         proc, write_fd, read_fd = _spawn(binary, profile)
+        pipe = _Pipe(proc, write_fd, read_fd)
         try:
-            return _drive(
-                _Pipe(proc, write_fd, read_fd), url, screenshot, width, full_page, timeout
-            )
+            return _drive(pipe, url, screenshot, width, full_page, timeout)
         finally:
-            os.close(write_fd)
-            os.close(read_fd)
-            proc.kill()
-            proc.wait()
+            _close(pipe)
+
+
+def _close(pipe: _Pipe) -> None:
+    """Ask Chromium to quit, then make sure its whole process group is gone."""
+    with contextlib.suppress(BrowserError, OSError, ValueError):
+        pipe.call("Browser.close", timeout=5)
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        pipe.proc.wait(timeout=5)
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pipe.proc.pid, signal.SIGKILL)  # helpers (renderer, GPU) of this run only
+    pipe.proc.wait()
+    os.close(pipe.write_fd)
+    os.close(pipe.read_fd)
 
 
 def _drive(

@@ -33,7 +33,7 @@ def _train(cfg: dict, folder: Path, out: Path) -> Path:
 @pytest.fixture(scope="session")
 def concat_model(five_table, tmp_path_factory) -> Path:
     """Concat fusion, two outputs: ``label`` (3 classes) and ``flag`` (binary)."""
-    cfg = config_for("concat", epochs=2)
+    cfg = config_for("concat", epochs=1)
     cfg["outputs"].append({"name": "flag", "task": "binary"})
     return _train(cfg, five_table[0], tmp_path_factory.mktemp("concat") / "model")
 

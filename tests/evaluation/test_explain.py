@@ -124,6 +124,9 @@ def test_methods_that_do_not_apply(five_table, concat_model):
     torch.ao.quantization.quantize_dynamic(quantized.artifact_.model, {nn.Linear}, inplace=True)
     with pytest.raises(ExplainError, match="int8-quantized"):
         quantized.explain(folder / "table.csv", [1])
+    occlusion = quantized.explain(folder / "table.csv", [1], method="occlusion")[0]
+    assert set(occlusion["occlusion"]) == set(model.inputs)
+    assert occlusion["modalities"]["photo"] == {"present": True}  # no attributions
 
 
 def test_word_level_sums_hashed_ngrams():

@@ -5,7 +5,6 @@ import json
 from typer.testing import CliRunner
 
 from polymodal.cli import app
-from polymodal.utils.browser import find_chromium
 
 runner = CliRunner()
 
@@ -39,16 +38,11 @@ def test_explain_errors_exit_2_with_the_reason(five_table, concat_model):
 
 def test_report_command(five_table, concat_model, tmp_path):
     folder, _ = five_table
-    html, shot = tmp_path / "r" / "report.html", tmp_path / "report.png"
+    html = tmp_path / "r" / "report.html"
     args = ["report", str(concat_model), "--data", str(folder / "table.csv"), "-o", str(html)]
-    args += ["--max-rows", "12", "--examples", "1", "--repeats", "3", "--robustness-rows", "6"]
-    if find_chromium() is not None:
-        args += ["--screenshot", str(shot)]
+    args += ["--max-rows", "12", "--examples", "1", "--repeats", "2", "--robustness-rows", "4"]
     res = runner.invoke(app, args)
     assert res.exit_code == 0, res.output
     assert f"wrote {html} (12 rows" in res.output, res.output
     text = html.read_text()
     assert "table.csv (sample): 12 rows" in text and 'id="plot-example-' in text
-    if find_chromium() is not None:
-        assert "console error" not in res.output, res.output
-        assert shot.stat().st_size > 20000
