@@ -9,25 +9,28 @@ import logging
 import shutil
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeAlias
+from typing import Any
 
 import pandas as pd
 
 from polymodal.compression import distill
-from polymodal.config import ExperimentConfig, OutputConfig, load_config
+from polymodal.config import ExperimentConfig, load_config
 from polymodal.data.dataset import TableDataset
-from polymodal.data.io import read_table
+from polymodal.data.io import Table, TableLike, read_any
 from polymodal.data.pipeline import TablePipeline
-from polymodal.data.split import split_frame
+from polymodal.data.split import resolve_tables
 from polymodal.data.stream import StreamingTable, fit_streaming, open_streams, should_stream
 from polymodal.data.summary import table_summary
+from polymodal.data.targets import class_weights
 from polymodal.evaluation.distributed import evaluate_all
 from polymodal.evaluation.evaluate import evaluate
 from polymodal.evaluation.explain import check_rows, explain_rows, write_explanations
 from polymodal.evaluation.importance import modality_importance, write_importance
 from polymodal.evaluation.predict import predict_frame
-from polymodal.evaluation.report import ReportOptions, SavedModel, Table, build_report
+from polymodal.evaluation.report import ReportOptions, SavedModel, build_report
+from polymodal.evaluation.report import Table as ReportTable
 from polymodal.evaluation.robustness import (
     NOISE_LEVELS,
     robustness,
@@ -35,7 +38,7 @@ from polymodal.evaluation.robustness import (
     robustness_table,
 )
 from polymodal.export.artifact import Artifact, load_artifact, save_artifact
-from polymodal.models import build_model, preprocessing_options, validate
+from polymodal.models import MultimodalModel, build_model, preprocessing_options, validate
 from polymodal.train.distributed import start_processes
 from polymodal.train.loop import feature_caches, train
 from polymodal.utils import dist
@@ -44,18 +47,38 @@ from polymodal.utils.seed import seed_everything
 
 log = logging.getLogger("polymodal")
 
-TableLike: TypeAlias = pd.DataFrame | str | Path
+
+@dataclass
+class _Data:
+    """What ``fit`` trains and scores on."""
+
+    train: TableDataset | StreamingTable
+    val: Any  # TableDataset, StreamingTable or None
+    test: Any  # a Table (preprocessed after training), a StreamingTable or None
+    sample: pd.DataFrame  # training rows for the table summary (all, or the first streamed)
+    table: Table | None  # the in-memory training table (None when streamed)
+
+    @property
+    def streamed(self) -> bool:
+        return isinstance(self.train, StreamingTable)
 
 
-def _read(
-    data: TableLike, name: str, base_dir: str | Path | None = None
-) -> tuple[pd.DataFrame, Path, str]:
-    """A table, the folder its relative file paths are resolved against (the table's own folder,
-    or ``base_dir`` / the working directory for DataFrames), and its name for errors."""
-    if isinstance(data, pd.DataFrame):
-        return data, Path(base_dir or Path.cwd()).resolve(), f"<{name} DataFrame>"
-    path = Path(data)
-    return read_table(path), path.resolve().parent, str(path)
+def _final_metrics(
+    model: MultimodalModel, pipeline: TablePipeline, data: _Data, state: Any,
+    loss_weights: dict[str, float],
+) -> dict[str, Any]:  # fmt: skip
+    """Best epoch, training time, and the validation / test reports (every row once, shared out
+    among the processes)."""
+    metrics: dict[str, Any] = {
+        "best_epoch": state.best_epoch,
+        "train_seconds": sum(r["seconds"] for r in state.history),
+    }
+    if data.val is not None:
+        metrics["val"] = evaluate_all(model, data.val, pipeline, loss_weights=loss_weights)
+    if data.test:
+        test = data.test if isinstance(data.test, StreamingTable) else pipeline.dataset(*data.test)
+        metrics["test"] = evaluate_all(model, test, pipeline, loss_weights=loss_weights)
+    return metrics
 
 
 ONNX_FILE = "model.onnx"
@@ -88,62 +111,30 @@ class Predictor:
         in DataFrames (tables read from files use their own folder). With a ``teacher`` (a saved
         model or its directory) this model is a student trained by knowledge distillation:
         ``(1 - kd_alpha) * hard loss + kd_alpha * T^2 * soft loss`` toward the teacher's logits."""
-        cfg, trainer = self.config, self.config.trainer
+        cfg = self.config
         seed_everything(cfg.trainer.seed)
         start_processes(cfg.trainer)  # under torchrun / accelerate launch: join the other ranks
         options = {inp.name: preprocessing_options(inp) for inp in cfg.inputs}
         pipeline = TablePipeline(cfg.inputs, cfg.outputs, options, cfg.data.bad_cells)
-        t0 = time.perf_counter()
-        train_ds: Any
-        if should_stream(cfg.data, cfg.data.train if train_data is None else train_data):
-            if teacher is not None:
-                raise ValueError(
-                    "distillation reads the table in memory: set data.streaming: false"
-                )
-            train_ds, val_ds, test_part = self._streams(pipeline, train_data, val, test, base_dir)
-            train_df = train_ds.head(10_000)  # a sample, for the table summary
-            if trainer.feature_cache_memory_mb is None:  # every row's features would not fit
-                trainer = trainer.model_copy(update={"feature_cache_memory_mb": 256.0})
-        else:
-            frames = self._frames(train_data, val, test, base_dir)
-            (train_df, base, src), val_part, test_part = frames
-            pipeline.fit(train_df, base, source=src)
-            train_ds = pipeline.dataset(train_df, base, source=src)
-            val_ds = pipeline.dataset(*val_part) if val_part else None
-        rows = train_ds.rows if isinstance(train_ds, StreamingTable) else len(train_ds)
-        log.info(
-            "preprocessing fitted on %d training rows in %.1fs", rows, time.perf_counter() - t0
-        )
-        weights = {o.name: self._class_weights(o, pipeline) for o in cfg.outputs}
+        data = self._datasets(pipeline, train_data, val, test, base_dir)
+        weights = {o.name: class_weights(o, pipeline.targets[o.name]) for o in cfg.outputs}
         specs, num_outputs = pipeline.specs(), pipeline.num_outputs()
         build = {"specs": specs, "num_outputs": num_outputs, "class_weights": weights}
         model = build_model(cfg, specs, num_outputs, weights)
         if teacher is not None:
-            teacher = teacher if isinstance(teacher, Predictor) else Predictor.load(teacher)
-            teacher_art = teacher._check_fitted()
-            distill.check_compatible(teacher_art, {o.name: o.task for o in cfg.outputs})
-            soft = distill.teacher_targets(teacher_art, train_df, base, src)
-            train_ds = TableDataset(train_ds.inputs, {**train_ds.targets, **soft})
-            model = distill.Distilled(model, kd_temperature, kd_alpha)
+            model = self._student(model, data, teacher, kd_temperature, kd_alpha)
+        trainer = cfg.trainer
+        if data.streamed and trainer.feature_cache_memory_mb is None:  # rows would not all fit
+            trainer = trainer.model_copy(update={"feature_cache_memory_mb": 256.0})
         run_dir = Path(output_dir) if output_dir else Path(tempfile.mkdtemp(prefix="polymodal-"))
         loss_weights = {o.name: o.weight for o in cfg.outputs}
         with feature_caches(model, pipeline, trainer):  # frozen encoders: once per input
-            state = train(model, pipeline, train_ds, val_ds, trainer, run_dir, loss_weights, resume)
+            state = train(
+                model, pipeline, data.train, data.val, trainer, run_dir, loss_weights, resume
+            )
             model.eval()
-            metrics: dict[str, Any] = {
-                "best_epoch": state.best_epoch,
-                "train_seconds": sum(r["seconds"] for r in state.history),
-            }
-            if val_ds is not None:  # every row once, shared out among the processes
-                metrics["val"] = evaluate_all(model, val_ds, pipeline, loss_weights=loss_weights)
-            if test_part:
-                test_ds: TableDataset | StreamingTable = (
-                    test_part
-                    if isinstance(test_part, StreamingTable)
-                    else pipeline.dataset(*test_part)
-                )
-                metrics["test"] = evaluate_all(model, test_ds, pipeline, loss_weights=loss_weights)
-        summary = table_summary(train_df, cfg.inputs, cfg.outputs)  # for reports
+            metrics = _final_metrics(model, pipeline, data, state, loss_weights)
+        summary = table_summary(data.sample, cfg.inputs, cfg.outputs)  # for reports
         self.artifact_ = Artifact(cfg, pipeline, model, build, metrics, state.history, summary)
         if output_dir and dist.is_main_process():  # one artifact, written by rank 0 only
             save_artifact(run_dir, self.artifact_)
@@ -154,6 +145,34 @@ class Predictor:
             shutil.rmtree(run_dir, ignore_errors=True)
         dist.barrier()  # every rank returns once the artifact is complete
         return self
+
+    def _datasets(
+        self,
+        pipeline: TablePipeline,
+        train_data: TableLike | None,
+        val: TableLike | None,
+        test: TableLike | None,
+        base_dir: str | Path | None,
+    ) -> _Data:
+        """Fit ``pipeline`` on the training rows (in memory, or in one streamed pass) and return
+        the training, validation and test data."""
+        t0 = time.perf_counter()
+        cfg = self.config
+        if should_stream(cfg.data, cfg.data.train if train_data is None else train_data):
+            train_s, val_ds, test_part = self._streams(pipeline, train_data, val, test, base_dir)
+            data = _Data(train_s, val_ds, test_part, train_s.head(10_000), None)
+        else:
+            train_t, val_t, test_t = resolve_tables(
+                cfg.data, cfg.outputs, train_data, val, test, base_dir
+            )
+            pipeline.fit(train_t[0], train_t[1], source=train_t[2])
+            val_ds = pipeline.dataset(*val_t) if val_t else None
+            data = _Data(pipeline.dataset(*train_t), val_ds, test_t, train_t[0], train_t)
+        rows = data.train.rows if data.streamed else len(data.train)  # type: ignore[union-attr,arg-type]
+        log.info(
+            "preprocessing fitted on %d training rows in %.1fs", rows, time.perf_counter() - t0
+        )
+        return data
 
     def _streams(
         self,
@@ -175,56 +194,25 @@ class Predictor:
         val_ds = (
             val_s
             if val_s is not None or val is None
-            else pipeline.dataset(*_read(val, "val", base_dir))
+            else pipeline.dataset(*read_any(val, "val", base_dir))
         )
-        test_ds = test_s if test_s is not None or test is None else _read(test, "test", base_dir)
+        test_ds = test_s if test_s is not None or test is None else read_any(test, "test", base_dir)
         return train_s, val_ds, test_ds
 
-    def _frames(
-        self,
-        train_data: TableLike | None,
-        val: TableLike | None,
-        test: TableLike | None,
-        base_dir: str | Path | None,
-    ) -> tuple[tuple[pd.DataFrame, Path, str], tuple[Any, ...] | None, tuple[Any, ...] | None]:
-        d = self.config.data
-        train_data = train_data if train_data is not None else d.train
-        val = val if val is not None else d.val
-        test = test if test is not None else d.test
-        if train_data is None:
-            raise ValueError("no training table: pass one to fit() or set data.train in the config")
-        frame, base, src = _read(train_data, "train", base_dir)
-        if val is not None:
-            test_part = _read(test, "test", base_dir) if test is not None else None
-            return (frame, base, src), _read(val, "val", base_dir), test_part
-        first = self.config.outputs[0]
-        strat = first.name if first.task in ("binary", "multiclass") else None
-        tr, va, te = split_frame(frame, d, strat, src)
-        test_part = (
-            _read(test, "test", base_dir)
-            if test is not None
-            else ((te, base, f"{src} (test split)") if len(te) else None)
-        )
-        return (tr, base, src), (va, base, f"{src} (val split)"), test_part
-
-    @staticmethod
-    def _class_weights(out: OutputConfig, pipeline: TablePipeline) -> list[float] | None:
-        cw = out.class_weights
-        if cw is None or out.task == "regression":
-            return None
-        enc = pipeline.targets[out.name]
-        if cw == "balanced":
-            return enc.balanced_weights()  # from the class counts seen in fitting
-        if isinstance(cw, dict):
-            labels = [str(c) for c in enc.classes]
-            unknown = set(cw) - set(labels)
-            if unknown:
-                raise ValueError(
-                    f"outputs.{out.name}.class_weights: unknown labels {sorted(unknown)}; labels are {labels}"
-                )
-            weights = [float(cw.get(lbl, 1.0)) for lbl in labels]
-            return weights[1:] if out.task == "binary" else weights
-        return [float(w) for w in cw]
+    def _student(
+        self, model: MultimodalModel, data: _Data, teacher: Predictor | str | Path,
+        temperature: float, alpha: float,
+    ) -> MultimodalModel:  # fmt: skip
+        """``model`` as a student of ``teacher``: the teacher's logits on every training row join
+        the targets, and the loss adds the distillation term."""
+        if data.table is None:
+            raise ValueError("distillation reads the table in memory: set data.streaming: false")
+        teacher = teacher if isinstance(teacher, Predictor) else Predictor.load(teacher)
+        teacher_art = teacher._check_fitted()
+        distill.check_compatible(teacher_art, {o.name: o.task for o in self.config.outputs})
+        soft = distill.teacher_targets(teacher_art, *data.table)
+        data.train = TableDataset(data.train.inputs, {**data.train.targets, **soft})  # type: ignore[union-attr]
+        return distill.Distilled(model, temperature, alpha)
 
     # -- inference --------------------------------------------------------------------------
     def _check_fitted(self) -> Artifact:
@@ -236,7 +224,7 @@ class Predictor:
         """One column per output with predicted labels/values, plus probabilities for classifiers
         (``<output>_proba_<label>``) and ``missing_modalities``, indexed like the input table."""
         art = self._check_fitted()
-        frame, base, src = _read(data, "predict", base_dir)
+        frame, base, src = read_any(data, "predict", base_dir)
         return predict_frame(art.model, art.pipeline, frame, base, src, self.runner_)
 
     def predict_proba(self, data: TableLike, base_dir: str | Path | None = None) -> pd.DataFrame:
@@ -246,7 +234,7 @@ class Predictor:
 
     def evaluate(self, data: TableLike, base_dir: str | Path | None = None) -> dict[str, Any]:
         art = self._check_fitted()
-        frame, base, src = _read(data, "evaluate", base_dir)
+        frame, base, src = read_any(data, "evaluate", base_dir)
         ds = art.pipeline.dataset(frame, base, source=src)
         weights = {o.name: o.weight for o in art.config.outputs}
         return evaluate(art.model, ds, art.pipeline, loss_weights=weights, runner=self.runner_)
@@ -261,7 +249,7 @@ class Predictor:
         """Metric with each modality masked and under increasing noise; with ``output_dir``,
         also writes ``robustness.json``, ``robustness.md`` and ``robustness.png`` there."""
         art = self._check_fitted()
-        frame, base, src = _read(data, "evaluate", base_dir)
+        frame, base, src = read_any(data, "evaluate", base_dir)
         ds = art.pipeline.dataset(frame, base, source=src)
         result = robustness(art.model, ds, art.pipeline, noise_levels)
         if output_dir is not None:
@@ -284,7 +272,7 @@ class Predictor:
         shuffled across rows (permutation), with 95% bootstrap intervals; with ``output_dir``,
         also writes ``importance.json``, ``importance.md`` and ``importance.png`` there."""
         art = self._check_fitted()
-        frame, base, src = _read(data, "importance", base_dir)
+        frame, base, src = read_any(data, "importance", base_dir)
         ds = art.pipeline.dataset(frame, base, source=src)
         result = modality_importance(art.model, ds, art.pipeline, repeats)
         if output_dir is not None:
@@ -307,7 +295,7 @@ class Predictor:
         ``row_<R>.png`` per row there. Explains the predicted class, or ``label``, of ``output``
         (default: the config's first output)."""
         art = self._check_fitted()
-        frame, base, src = _read(data, "explain", base_dir)
+        frame, base, src = read_any(data, "explain", base_dir)
         check_rows(list(rows), len(frame), src)  # before preprocessing anything
         part = frame.iloc[list(rows)]
         ds = art.pipeline.dataset(part, base, source=src, with_targets=False)
@@ -342,20 +330,24 @@ class Predictor:
         )  # fmt: skip
         table = self._report_table(data, base_dir)
         with feature_caches(art.model, art.pipeline, art.config.trainer):
-            self.report_ = build_report(saved, path, Table(*table) if table else None, options)
+            self.report_ = build_report(
+                saved, path, ReportTable(*table) if table else None, options
+            )
         return Path(path)
 
     def _report_table(
         self, data: TableLike | None, base_dir: str | Path | None
     ) -> tuple[pd.DataFrame, Path, str] | None:
         if data is not None:
-            return _read(data, "report", base_dir)
+            return read_any(data, "report", base_dir)
         d = self.config.data
         for path in (d.test, d.val):
             if path and Path(path).exists():
-                return _read(path, "report")
+                return read_any(path, "report")
         if d.train and Path(d.train).exists():
-            _, val_part, test_part = self._frames(None, None, None, base_dir)
+            _, val_part, test_part = resolve_tables(
+                self.config.data, self.config.outputs, base_dir=base_dir
+            )
             return test_part or val_part  # type: ignore[return-value]
         return None
 
@@ -400,7 +392,7 @@ class Predictor:
         from polymodal.export.onnx import batch_of, export_checked
 
         art = self._check_fitted()
-        frame, base, src = _read(data, "export", base_dir)
+        frame, base, src = read_any(data, "export", base_dir)
         inputs = art.pipeline.transform_inputs(frame.head(rows), base, src)
         text = {i.name for i in art.config.inputs if i.type == "text"}
         batch = batch_of(TableDataset(inputs, {}), rows)
@@ -427,7 +419,7 @@ class Predictor:
         from polymodal.export import index as ix
 
         art = self._check_fitted()
-        frame, base, src = _read(data, "index", base_dir)
+        frame, base, src = read_any(data, "index", base_dir)
         si = ix.build_index(art, frame, column, base, src, output, kind, id_column)
         where = model_dir or self.model_dir_
         if where is None:
@@ -460,61 +452,3 @@ class Predictor:
         if image is not None:
             queries = [q if isinstance(q, bytes) else str(q) for q in queries]
         return ix.search(art, si, queries, "text" if text is not None else "image", k)
-
-
-COMPRESSION = ("int8", "prune", "distill")
-
-
-def compress(
-    model_dir: str | Path,
-    out_dir: str | Path,
-    method: str,
-    test: TableLike,
-    *,
-    train: TableLike | None = None,
-    val: TableLike | None = None,
-    pruning: str = "magnitude",
-    amount: float = 0.5,
-    epochs: int = 0,
-    lr: float | None = None,
-    student: str | Path | dict[str, Any] | None = None,
-    kd_temperature: float = 2.0,
-    kd_alpha: float = 0.5,
-    rows: int = 64,
-    repeats: int = 200,
-    base_dir: str | Path | None = None,
-) -> dict[str, Any]:
-    """``polymodal compress``: ``model_dir`` in, a compressed model directory ``out_dir`` out,
-    then both measured on ``test`` (see :func:`polymodal.compression.compress.compare`).
-    ``train`` / ``val`` (default: the model's own config tables and split) feed the fine-tune
-    after pruning and the distillation; ``student`` is the smaller model's config."""
-    from polymodal.compression import compress as C
-
-    if method not in COMPRESSION:
-        raise ValueError(f"method must be one of {', '.join(COMPRESSION)}, got {method!r}")
-    original = Predictor.load(model_dir)
-    test_table = _read(test, "test", base_dir)
-    if method == "int8":
-        details, variant = C.int8(model_dir, out_dir, test_table, rows), "int8"
-    elif method == "prune":
-        train_table, val_table = (None, None)
-        if epochs > 0:
-            train_table, val_table, _ = original._frames(train, val, None, base_dir)
-        details = C.prune(model_dir, out_dir, pruning, amount, epochs, train_table, val_table, lr)
-        variant = f"{pruning}{round(amount * 100)}" + (f"_ft{epochs}" if epochs else "")
-    else:
-        if student is None:
-            raise ValueError("distillation needs a student config (a smaller model): --student")
-        cfg = load_config(student)
-        if cfg.data.train is None and train is None:  # the teacher's tables and split
-            cfg = cfg.model_copy(update={"data": original.config.data})
-        pred = Predictor(cfg).fit(train, val=val, base_dir=base_dir, teacher=original,
-                                  kd_temperature=kd_temperature, kd_alpha=kd_alpha)  # fmt: skip
-        pred.save(out_dir)
-        details = {"temperature": kd_temperature, "alpha": kd_alpha,
-                   "best_epoch": pred.metrics_.get("best_epoch")}  # fmt: skip
-        variant = "distilled"
-    result = C.compare(model_dir, out_dir, test_table, variant, rows, repeats)
-    result["details"] = details
-    write_json(Path(out_dir) / "compression.json", result)
-    return result

@@ -241,8 +241,8 @@ def compress(
     """Compress MODEL_DIR into OUTPUT (int8 quantisation, pruning or distillation) and print size,
     parameters, latency p50/p99 (batch 1), throughput (batch 64) and the metric with its delta,
     for the original and the compressed model in PyTorch and ONNX Runtime."""
-    from polymodal.api import compress as run
     from polymodal.compression.compress import markdown
+    from polymodal.deploy import compress as run
 
     try:
         result = run(model_dir, output, method, data, train=train, val=val, pruning=pruning,

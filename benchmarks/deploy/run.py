@@ -42,7 +42,7 @@ from clothing.common import CATEGORICAL, DEFAULT_DATA, NUMERIC, TEXT, split  # n
 from clothing.common import config as cloth_config  # noqa: E402
 
 from polymodal import Predictor  # noqa: E402
-from polymodal.api import compress  # noqa: E402
+from polymodal.deploy import compress  # noqa: E402
 
 AV_DATA = ROOT.parent / "shared" / "data" / "avmnist"
 # the student: one conv block fewer per tower, half the image channels, a 32-d embedding;

@@ -48,11 +48,11 @@ def student(name: str, epochs: int) -> dict[str, Any]:
 
 
 def p50_ms(pred: Any, frame: pd.DataFrame, base: Path) -> float:
-    from polymodal.compression.compress import _batch
     from polymodal.compression.measure import latency
+    from polymodal.export.onnx import table_batch
 
     art = pred.artifact_
-    singles = [_batch(art, (frame.iloc[[i]], base, "val"), 1) for i in range(64)]
+    singles = [table_batch(art.pipeline, (frame.iloc[[i]], base, "val"), 1) for i in range(64)]
     return latency(art.model, singles, repeats=300)["p50_ms"]
 
 

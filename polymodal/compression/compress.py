@@ -12,17 +12,14 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-import pandas as pd
-import torch
-
 from polymodal.compression import prune as P
 from polymodal.compression.measure import count_params, profile, size_mb
 from polymodal.compression.quantize import INT8, quantize_onnx
 from polymodal.config import TrainerConfig
-from polymodal.data.dataset import TableDataset
+from polymodal.data.io import Table
 from polymodal.evaluation.evaluate import evaluate
 from polymodal.export.artifact import Artifact, load_artifact, save_artifact
-from polymodal.export.onnx import OnnxModel, batch_of, export_checked
+from polymodal.export.onnx import OnnxModel, export_checked, table_batch, text_inputs
 from polymodal.train.loop import train
 from polymodal.utils.io import read_json, write_json
 
@@ -31,19 +28,6 @@ METRIC = {"binary": "roc_auc", "multiclass": "accuracy", "multilabel": "micro_f1
           "regression": "rmse"}  # fmt: skip
 COPIED = ("config.yaml", "preprocessing.json", "model.safetensors", "metrics.json", "history.json")
 ONNX = "model.onnx"
-Table = tuple[pd.DataFrame, Path, str]  # rows, the folder their file paths are relative to, name
-
-
-def _batch(
-    art: Artifact, table: Table, rows: int
-) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
-    frame, base, source = table
-    inputs = art.pipeline.transform_inputs(frame.head(rows), base, source)
-    return batch_of(TableDataset(inputs, {}), rows)
-
-
-def _text(art: Artifact) -> set[str]:
-    return {i.name for i in art.config.inputs if i.type == "text"}
 
 
 def int8(
@@ -61,7 +45,9 @@ def int8(
     art = load_artifact(src)
     with tempfile.TemporaryDirectory(prefix="polymodal-int8-") as tmp:
         fp32 = Path(tmp) / "model.fp32.onnx"
-        parity = export_checked(art.model, _batch(art, table, rows), fp32, _text(art))
+        parity = export_checked(
+            art.model, table_batch(art.pipeline, table, rows), fp32, text_inputs(art.config)
+        )
         quantize_onnx(fp32, dst / ONNX)
     return {"method": INT8, "onnx_parity_fp32": parity["max_abs_diff"]}
 
@@ -136,7 +122,12 @@ def compare(
         ):
             art = load_artifact(folder)
             if not onnx_path.exists():
-                export_checked(art.model, _batch(art, table, rows), onnx_path, _text(art))
+                export_checked(
+                    art.model,
+                    table_batch(art.pipeline, table, rows),
+                    onnx_path,
+                    text_inputs(art.config),
+                )
             out += _measure(art, folder, onnx_path, label, table, rows, repeats)
     base = out[0]["metric"]
     for row in out:
@@ -153,10 +144,11 @@ def _measure(
     output = art.config.outputs[0]
     metric = METRIC[output.task]
     data = art.pipeline.dataset(*table)
-    batch = _batch(art, table, rows)
+    batch = table_batch(art.pipeline, table, rows)
     frame, base, source = table
     singles = [
-        _batch(art, (frame.iloc[[i]], base, source), 1) for i in range(min(rows, len(frame)))
+        table_batch(art.pipeline, (frame.iloc[[i]], base, source), 1)
+        for i in range(min(rows, len(frame)))
     ]
     params, nonzero = count_params(art.model)
     weights = folder / "model.safetensors"

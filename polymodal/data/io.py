@@ -4,11 +4,16 @@ records."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TypeAlias
 
 import numpy as np
 import pandas as pd
 
 from polymodal.data.base import DataError
+
+TableLike: TypeAlias = pd.DataFrame | str | Path  # a table, or the path of one
+# rows, the folder their relative file paths resolve against, and the table's name for errors
+Table: TypeAlias = tuple[pd.DataFrame, Path, str]
 
 
 def _read_json(path: Path) -> pd.DataFrame:
@@ -70,3 +75,12 @@ def is_missing(value: object) -> bool:
     if isinstance(value, (float, np.floating)):
         return bool(np.isnan(value))
     return isinstance(value, str) and not value.strip()
+
+
+def read_any(data: TableLike, name: str, base_dir: str | Path | None = None) -> Table:
+    """A table with the folder its relative file paths are resolved against (the table's own
+    folder, or ``base_dir`` / the working directory for DataFrames) and its name for errors."""
+    if isinstance(data, pd.DataFrame):
+        return data, Path(base_dir or Path.cwd()).resolve(), f"<{name} DataFrame>"
+    path = Path(data)
+    return read_table(path), path.resolve().parent, str(path)

@@ -3,11 +3,14 @@ stratified random split."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pandas as pd
 from sklearn.model_selection import train_test_split
 
-from polymodal.config import DataConfig
+from polymodal.config import DataConfig, OutputConfig
 from polymodal.data.base import DataError, where
+from polymodal.data.io import Table, TableLike, read_any
 
 SPLIT_NAMES = {
     "train": "train",
@@ -78,3 +81,31 @@ def _split(
             strat = labels
     a, b = train_test_split(frame, test_size=share, random_state=seed, stratify=strat)
     return a, b
+
+
+def resolve_tables(
+    cfg: DataConfig,
+    outputs: list[OutputConfig],
+    train: TableLike | None = None,
+    val: TableLike | None = None,
+    test: TableLike | None = None,
+    base_dir: str | Path | None = None,
+) -> tuple[Table, Table | None, Table | None]:
+    """(train, val, test) from the tables given, else the config's; without a validation table
+    the training table is split (by ``split_column`` or seeded, stratified on the first
+    classification output), and its test part is used when no test table is given."""
+    train = train if train is not None else cfg.train
+    val = val if val is not None else cfg.val
+    test = test if test is not None else cfg.test
+    if train is None:
+        raise ValueError("no training table: pass one to fit() or set data.train in the config")
+    frame, base, src = read_any(train, "train", base_dir)
+    test_part = read_any(test, "test", base_dir) if test is not None else None
+    if val is not None:
+        return (frame, base, src), read_any(val, "val", base_dir), test_part
+    first = outputs[0]
+    strat = first.name if first.task in ("binary", "multiclass") else None
+    tr, va, te = split_frame(frame, cfg, strat, src)
+    if test_part is None and len(te):
+        test_part = (te, base, f"{src} (test split)")
+    return (tr, base, src), (va, base, f"{src} (val split)"), test_part

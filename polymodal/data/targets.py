@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from polymodal.config import OutputConfig
 from polymodal.data.base import DataError, where
 from polymodal.data.io import is_missing
 from polymodal.data.stats import Moments, Stats, merge
@@ -222,3 +223,23 @@ def class_weights_balanced(targets: torch.Tensor, task: str, num_outputs: int) -
     t = targets.double().reshape(len(targets), -1)
     pos = t.sum(0).clamp(min=1)
     return ((len(t) - pos) / pos).tolist()
+
+
+def class_weights(out: OutputConfig, enc: TargetEncoder) -> list[float] | None:
+    """The loss weights an output's ``class_weights`` asks for: ``balanced`` (from the training
+    counts), one weight per label by name, or a plain list; None for regression or none asked."""
+    cw = out.class_weights
+    if cw is None or out.task == "regression":
+        return None
+    if cw == "balanced":
+        return enc.balanced_weights()
+    if isinstance(cw, dict):
+        labels = [str(c) for c in enc.classes]
+        unknown = set(cw) - set(labels)
+        if unknown:
+            raise ValueError(
+                f"outputs.{out.name}.class_weights: unknown labels {sorted(unknown)}; labels are {labels}"
+            )
+        weights = [float(cw.get(lbl, 1.0)) for lbl in labels]
+        return weights[1:] if out.task == "binary" else weights
+    return [float(w) for w in cw]

@@ -17,7 +17,10 @@ import numpy as np
 import torch
 from torch import nn
 
+from polymodal.config import ExperimentConfig
 from polymodal.data.dataset import TableDataset
+from polymodal.data.io import Table
+from polymodal.data.pipeline import TablePipeline
 from polymodal.models import MultimodalModel
 
 MASK_SUFFIX = "__mask"
@@ -205,6 +208,19 @@ def batch_of(dataset: TableDataset, rows: int) -> tuple[Tensors, Tensors]:
     """The first ``rows`` rows of a dataset as (features, masks)."""
     got = dataset.__getitems__(list(range(min(rows, len(dataset)))))
     return got["features"], got["masks"]
+
+
+def table_batch(pipeline: TablePipeline, table: Table, rows: int) -> tuple[Tensors, Tensors]:
+    """The first ``rows`` rows of a raw table, preprocessed, as (features, masks): what the
+    exporter traces and the parity check and latency runs feed."""
+    frame, base, source = table
+    inputs = pipeline.transform_inputs(frame.head(rows), base, source)
+    return batch_of(TableDataset(inputs, {}), rows)
+
+
+def text_inputs(config: ExperimentConfig) -> set[str]:
+    """Inputs whose token sequences get a dynamic length axis."""
+    return {i.name for i in config.inputs if i.type == "text"}
 
 
 def export_checked(
