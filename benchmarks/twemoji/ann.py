@@ -35,7 +35,7 @@ def recall(found: np.ndarray, exact: np.ndarray) -> float:
     return float(np.mean([len(set(a) & set(b)) / K for a, b in zip(found, exact, strict=True)]))
 
 
-def bench(n: int, kinds: tuple[str, ...] = ("flat", "hnsw", "ivf")) -> list[dict[str, Any]]:
+def bench(n: int, kinds: tuple[str, ...] = ("flat", "hnsw", "ivf", "auto")) -> list[dict[str, Any]]:
     import faiss
 
     faiss.omp_set_num_threads(2)

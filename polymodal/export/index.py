@@ -4,10 +4,12 @@ model: ``MODEL_DIR/index/<column>.faiss`` (FAISS's own format, no pickle) and
 model that embedded them, so an index never silently serves another model's vectors).
 
 Small collections get an exact inner-product index (``flat``); from ``exact_below`` rows on, by
-default an ``ivf`` one (k-means cells, 1/16 of them probed: on 100k clustered 384-d vectors it kept
-Recall@10 = 1.0 at several times the exact index's speed, where HNSW at efSearch 256 was slower
-than exact; see benchmarks/twemoji); ``hnsw`` (graph, no training) on request. Vectors are unit
-length, so inner product is cosine similarity.
+default an ``ivf`` one (k-means cells) probing as few cells as keep Recall@10 >= 0.95 on a sample
+of the collection itself (on 100k clustered 384-d vectors 1/16 of the cells kept Recall@10 = 1.0
+at several times the exact index's speed, where HNSW at efSearch 256 was slower than exact; see
+benchmarks/twemoji), or exact when the vectors have no cluster structure for IVF to use (i.i.d.
+random vectors); ``hnsw`` (graph, no training) on request. Vectors are unit length, so inner
+product is cosine similarity.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from polymodal.utils.io import atomic_write_text, read_json
 INDEX_DIR = "index"
 KINDS = ("auto", "flat", "hnsw", "ivf")
 EXACT_BELOW = 50_000  # rows; an exact scan of fewer unit vectors is fast enough on a CPU
+MIN_RECALL = 0.95  # Recall@10 against exact search that an automatically chosen IVF index keeps
 HNSW_M, HNSW_EF_CONSTRUCTION, HNSW_EF_SEARCH = 32, 100, 256
 
 
@@ -117,15 +120,18 @@ def embed(
 def make_index(
     vectors: np.ndarray, kind: str = "auto", exact_below: int = EXACT_BELOW
 ) -> tuple[Any, str, dict[str, Any]]:
-    """A FAISS inner-product index holding ``vectors``; returns (index, kind, parameters)."""
+    """A FAISS inner-product index holding ``vectors``; returns (index, kind, parameters).
+    ``auto``: exact below ``exact_below`` rows; above, IVF probing as few cells as keep Recall@10
+    >= ``MIN_RECALL`` on a sample of the collection, or exact when IVF would have to probe so many
+    cells that it saves nothing (vectors without cluster structure)."""
     import faiss
 
     if kind not in KINDS:
         raise ValueError(f"index kind must be one of {KINDS}, got {kind!r}")
     n, dim = vectors.shape
-    if kind == "auto":
-        kind = "flat" if n < exact_below else "ivf"
     x = np.ascontiguousarray(vectors, dtype=np.float32)
+    if kind == "auto" and n < exact_below:
+        kind = "flat"
     params: dict[str, Any] = {}
     index: Any
     if kind == "flat":
@@ -140,9 +146,46 @@ def make_index(
         index = faiss.IndexIVFFlat(faiss.IndexFlatIP(dim), dim, nlist, faiss.METRIC_INNER_PRODUCT)
         index.train(x)
         index.nprobe = min(nlist, max(8, nlist // 16))
-        params = {"nlist": nlist, "nprobe": index.nprobe}
+        index.add(x)
+        if kind == "auto":
+            return _calibrated(index, x, nlist)
+        return index, kind, {"nlist": nlist, "nprobe": index.nprobe}
     index.add(x)
     return index, kind, params
+
+
+def _calibrated(index: Any, x: np.ndarray, nlist: int) -> tuple[Any, str, dict[str, Any]]:
+    """The IVF index with the smallest power-of-two ``nprobe`` whose Recall@10 against exact
+    search, on up to 256 of the collection's own vectors (each query's own row left out), is at
+    least ``MIN_RECALL``; an exact index instead when that takes more than a quarter of the cells."""
+    import faiss
+
+    rng = np.random.default_rng(0)
+    queries = x[rng.choice(len(x), size=min(256, len(x)), replace=False)]
+    exact = np.argsort(-(queries @ x.T), axis=1)[:, 1:11]  # column 0: the query itself
+    nprobe = index.nprobe
+    while nprobe <= nlist // 4:
+        index.nprobe = nprobe
+        found = index.search(queries, 11)[1][:, 1:]
+        recall = float(
+            np.mean([len(set(a) & set(b)) / 10 for a, b in zip(found, exact, strict=True)])
+        )
+        if recall >= MIN_RECALL:
+            return (
+                index,
+                "ivf",
+                {"nlist": nlist, "nprobe": nprobe, "sample_recall@10": round(recall, 4)},
+            )
+        nprobe *= 2
+    flat = faiss.IndexFlatIP(x.shape[1])
+    flat.add(x)
+    return (
+        flat,
+        "flat",
+        {
+            "reason": f"IVF needed more than {nlist // 4} of {nlist} cells for Recall@10 >= {MIN_RECALL}"
+        },
+    )
 
 
 def build_index(

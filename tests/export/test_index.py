@@ -130,5 +130,15 @@ def test_index_kinds_find_true_neighbours(kind):
     exact = np.argsort(-(x[:50] @ x.T), axis=1)[:, :10]
     recall = np.mean([len(set(a) & set(b)) / 10 for a, b in zip(found, exact, strict=True)])
     assert recall >= 0.9
-    assert ix.make_index(x, "auto", exact_below=1000)[1] == "ivf"
     assert ix.make_index(x, "auto")[1] == "flat"
+
+
+def test_auto_keeps_ivf_only_where_it_holds_its_recall():
+    rng = np.random.default_rng(0)
+    centres = rng.standard_normal((20, 32))
+    clustered = centres[rng.integers(0, 20, 4000)] + 0.3 * rng.standard_normal((4000, 32))
+    _, chosen, params = ix.make_index(clustered.astype(np.float32), "auto", exact_below=1000)
+    assert chosen == "ivf" and params["sample_recall@10"] >= ix.MIN_RECALL
+    noise = rng.standard_normal((4000, 32)).astype(np.float32)  # no structure to use
+    _, chosen, params = ix.make_index(noise, "auto", exact_below=1000)
+    assert chosen == "flat" and "IVF needed more than" in params["reason"]
