@@ -9,6 +9,7 @@ int8 file is the small one on disk.
 
 from __future__ import annotations
 
+import tempfile
 import warnings
 from pathlib import Path
 
@@ -16,6 +17,8 @@ import torch
 from torch import nn
 
 INT8 = "dynamic_int8"
+# the ONNX forms of the nn.Linear / nn.GRU swapped above, and embedding tables (Gather)
+ONNX_OPS = ["MatMul", "Gemm", "GRU", "Gather"]
 
 
 def quantize_torch(model: nn.Module) -> nn.Module:
@@ -28,8 +31,26 @@ def quantize_torch(model: nn.Module) -> nn.Module:
 
 
 def quantize_onnx(src: str | Path, dst: str | Path) -> Path:
-    """int8 weights for MatMul/Gemm/Attention nodes of an fp32 ONNX graph."""
+    """int8 weights for the MatMul/Gemm (Linear), GRU and embedding (Gather) nodes of an fp32 ONNX graph, as
+    in PyTorch; convolutions stay fp32 (ONNX Runtime's dynamic ConvInteger is slower than its
+    fp32 convolution). The graph is first optimised at ONNX Runtime's basic level (constant
+    folding, standard-op fusions only, so the file stays portable): the tracer leaves each
+    Linear weight behind a Transpose, which only an initializer-fed MatMul can quantise."""
+    import onnx
+    import onnxruntime as ort
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    quantize_dynamic(str(src), str(dst), weight_type=QuantType.QInt8)
+    with tempfile.TemporaryDirectory(prefix="polymodal-quant-") as tmp:
+        folded = Path(tmp) / "basic.onnx"
+        opts = ort.SessionOptions()
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
+        opts.optimized_model_filepath = str(folded)
+        ort.InferenceSession(str(src), opts, providers=["CPUExecutionProvider"])
+        quantize_dynamic(
+            str(folded),
+            str(dst),
+            weight_type=QuantType.QInt8,
+            op_types_to_quantize=ONNX_OPS,
+            extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT},
+        )
     return Path(dst)

@@ -36,6 +36,7 @@ def test_cli_int8_writes_a_loadable_quantised_model(trained):
     assert "| int8_onnx |" in res.output and (out / "compression.json").exists()
     ops = {n.op_type for n in onnx.load(str(out / "model.onnx")).graph.node}
     assert ops & {"MatMulInteger", "DynamicQuantizeLinear", "DynamicQuantizeMatMul"}, ops
+    assert "Conv" in ops and "ConvInteger" not in ops, ops  # as in PyTorch: Linear/GRU only
     assert not (out / "model.fp32.onnx").exists()
 
     quantised = Predictor.load(out)
