@@ -45,8 +45,8 @@ class TrainState:
     history: list[dict[str, Any]] = field(default_factory=list)
 
 
-def make_accelerator(cfg: TrainerConfig) -> Accelerator:
-    return accelerator(cfg)  # gradient accumulation is explicit in _run_epoch
+def make_accelerator(cfg: TrainerConfig, model: nn.Module | None = None) -> Accelerator:
+    return accelerator(cfg, model)  # gradient accumulation is explicit in _run_epoch
 
 
 def train(
@@ -60,7 +60,7 @@ def train(
     resume: bool = False,
 ) -> TrainState:
     """Train ``model`` in place; on return it holds the best weights (by ``cfg.monitor``)."""
-    acc = make_accelerator(cfg)
+    acc = make_accelerator(cfg, model)
     torch.manual_seed(cfg.seed)
     loader = train_loader(train_ds, cfg, acc)  # this process's share of every global batch
     optimizer = make_optimizer(model, cfg)
