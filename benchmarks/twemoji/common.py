@@ -91,7 +91,7 @@ def caption_config(epochs: int, cache_dir: str | None, head: dict[str, Any] | No
     return {
         "inputs": [IMAGE],
         "outputs": [{"name": "text", "task": "caption", "head": head or {}}],
-        "trainer": trainer(epochs, cache_dir, monitor="text.bleu4", lr=5e-4),
+        "trainer": trainer(epochs, cache_dir, monitor="text.bleu4", lr=2e-3),
     }
 
 
