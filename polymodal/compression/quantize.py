@@ -31,9 +31,9 @@ def quantize_torch(model: nn.Module) -> nn.Module:
 
 
 def quantize_onnx(src: str | Path, dst: str | Path) -> Path:
-    """int8 weights for the MatMul/Gemm (Linear), GRU and embedding (Gather) nodes of an fp32 ONNX graph, as
-    in PyTorch; convolutions stay fp32 (ONNX Runtime's dynamic ConvInteger is slower than its
-    fp32 convolution). The graph is first optimised at ONNX Runtime's basic level (constant
+    """int8 weights for the MatMul/Gemm (Linear), GRU and embedding (Gather) nodes of an fp32
+    ONNX graph, as in PyTorch; convolutions stay fp32 (ONNX Runtime's dynamic ConvInteger is
+    slower than its fp32 convolution). The graph is first optimised at ONNX Runtime's basic level (constant
     folding, standard-op fusions only, so the file stays portable): the tracer leaves each
     Linear weight behind a Transpose, which only an initializer-fed MatMul can quantise."""
     import onnx

@@ -62,23 +62,19 @@ class Served:
 
     def predict(self, records: list[dict[str, Any]]) -> Any:
         """Records (cells as sent) -> the response body, or a 422 naming the row and field."""
-        files = any(
-            kind in S.FILE_TYPES and rec[col] is not None
-            for rec in records
+        cells = [
+            (i, col, kind)
+            for i, rec in enumerate(records)
             for col, kind in self.columns.items()
-        )
+            if kind in S.FILE_TYPES and _filled(rec[col])
+        ]
         with contextlib.ExitStack() as stack:  # a scratch folder only for decoded files
-            tmp = Path(stack.enter_context(tempfile.TemporaryDirectory())) if files else Path()
+            tmp = Path(stack.enter_context(tempfile.TemporaryDirectory())) if cells else Path()
             try:
-                for i, rec in enumerate(records):
-                    for col, kind in self.columns.items():
-                        value = rec[col]
-                        if (
-                            kind in S.FILE_TYPES
-                            and value is not None
-                            and (isinstance(value, bytes) or value.strip())
-                        ):
-                            rec[col] = S.decode_file(value, i, col, kind, tmp, self.data_dir)
+                for i, col, kind in cells:
+                    records[i][col] = S.decode_file(
+                        records[i][col], i, col, kind, tmp, self.data_dir
+                    )
                 frame = pd.DataFrame.from_records(records, columns=list(self.columns))
                 out = predict_frame(
                     self.art.model, self.art.pipeline, frame, tmp, "<request>", self.runner
@@ -159,6 +155,11 @@ class BodyLimit:
                 )
                 return
         await self.app(scope, receive, send)
+
+
+def _filled(value: Any) -> bool:
+    """An uploaded file, or a non-blank base64 / path string (None and blanks are missing)."""
+    return isinstance(value, bytes) or (value is not None and bool(value.strip()))
 
 
 def _row(art: Artifact, out: pd.DataFrame, i: int) -> dict[str, Any]:
