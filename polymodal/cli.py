@@ -11,6 +11,7 @@ import typer
 import yaml
 
 from polymodal import registry
+from polymodal.utils.errors import USER_ERRORS
 
 app = typer.Typer(
     add_completion=False,
@@ -57,7 +58,7 @@ def init(
         cfg = starter_config(
             frame, target if len(target) > 1 else target[0], table.resolve().parent
         )
-    except (ValueError, FileNotFoundError) as err:
+    except USER_ERRORS as err:
         _fail(err)
     cfg.setdefault("data", {})["train"] = str(table)
     output.write_text(yaml.safe_dump(cfg, sort_keys=False), encoding="utf-8")
@@ -82,7 +83,7 @@ def config(
         typer.echo(
             yaml.safe_dump(render_defaults(cfg), sort_keys=False) if render else to_yaml(cfg)
         )
-    except ValueError as err:
+    except USER_ERRORS as err:
         _fail(err)
 
 
@@ -103,7 +104,7 @@ def train_cmd(
 ) -> None:
     """Train a model and save it (config, preprocessing, weights, metrics) to OUTPUT."""
     from polymodal.api import Predictor
-    from polymodal.config import ConfigError, resolve_table_paths
+    from polymodal.config import resolve_table_paths
     from polymodal.utils.dist import is_main_process
 
     _setup_logging(not quiet and is_main_process())  # several processes: rank 0 speaks
@@ -114,7 +115,7 @@ def train_cmd(
             data.setdefault("trainer", {})["progress"] = False
         data = resolve_table_paths(data, config_path.resolve().parent)
         pred = Predictor(data).fit(train, val, test, output_dir=output, resume=resume)
-    except (ConfigError, ValueError, FileNotFoundError) as err:
+    except USER_ERRORS as err:
         _fail(err)
     if is_main_process():
         typer.echo(json.dumps(_summary(pred.metrics_), indent=2))
@@ -148,7 +149,7 @@ def evaluate_cmd(
         pred = Predictor.load(model_dir)
         report = pred.evaluate(table)
         result = pred.robustness(table, output.parent) if robustness else None
-    except (ValueError, FileNotFoundError) as err:
+    except USER_ERRORS as err:
         _fail(err)
     write_json(output, report)
     typer.echo(json.dumps(_summary(report), indent=2))
@@ -173,7 +174,7 @@ def predict(
 
     try:
         pred = Predictor.load(model_dir, backend=backend).predict(table)
-    except (ValueError, FileNotFoundError) as err:
+    except USER_ERRORS as err:
         _fail(err)
     if output.suffix == ".parquet":
         pred.to_parquet(output)
@@ -213,7 +214,7 @@ def export_cmd(
     except ParityError as err:
         typer.secho(f"parity check failed: {err}", fg=typer.colors.RED, err=True)
         raise typer.Exit(1) from err
-    except (ValueError, FileNotFoundError) as err:
+    except USER_ERRORS as err:
         _fail(err)
     write_json(model_dir / "onnx_parity.json", report)
     typer.echo(json.dumps(report, indent=2))
@@ -248,7 +249,7 @@ def compress(
         result = run(model_dir, output, method, data, train=train, val=val, pruning=pruning,
                      amount=amount, epochs=epochs, lr=lr, student=student,
                      kd_temperature=temperature, kd_alpha=alpha, rows=rows, repeats=repeats)  # fmt: skip
-    except (ValueError, FileNotFoundError) as err:
+    except USER_ERRORS as err:
         _fail(err)
     typer.echo(markdown(result))
     typer.echo(f"wrote {output} and {output / 'compression.json'}")
@@ -274,7 +275,7 @@ def serve(
         _fail(ValueError(f"--backend must be torch or onnx, got {backend!r}"))
     try:
         app_ = create_app(model_dir, backend, data_dir, int(max_body_mb * 2**20))  # type: ignore[arg-type]
-    except (ValueError, FileNotFoundError) as err:
+    except USER_ERRORS as err:
         _fail(err)
     uvicorn.run(app_, host=host, port=port, log_level="warning")
 
@@ -298,7 +299,7 @@ def index_cmd(
         info_ = Predictor.load(model_dir).index(
             table, column, kind=kind, id_column=id_column, output=output
         )
-    except (ValueError, FileNotFoundError) as err:
+    except USER_ERRORS as err:
         _fail(err)
     typer.echo(json.dumps(info_, indent=2))
 
@@ -316,7 +317,7 @@ def search_cmd(
 
     try:
         hits = Predictor.load(model_dir).search(text=text, image=image, k=k, column=column)
-    except (ValueError, FileNotFoundError) as err:
+    except USER_ERRORS as err:
         _fail(err)
     typer.echo(hits.drop(columns="query").to_string(index=False))
 
@@ -365,7 +366,7 @@ def explain(
                 typer.echo(f"row {e['row']}: {e['output']} = {e['prediction']!r}; occlusion {occl}")
         if importance:
             typer.echo(importance_table(pred.importance(table, repeats, output_dir=output)))
-    except (ValueError, FileNotFoundError) as err:
+    except USER_ERRORS as err:
         _fail(err)
     typer.echo(f"wrote {output}")
 
@@ -401,7 +402,7 @@ def report(
     try:
         pred = Predictor.load(model_dir)
         pred.report(output, data, opts)
-    except (ValueError, FileNotFoundError) as err:
+    except USER_ERRORS as err:
         _fail(err)
     seconds = pred.report_["seconds"]
     typer.echo(f"wrote {output} ({pred.report_['n_rows']} rows, {seconds['total']:.1f} s)")
@@ -429,7 +430,10 @@ def info(model_dir: Annotated[Path | None, typer.Argument()] = None) -> None:
         return
     from polymodal.api import Predictor
 
-    art = Predictor.load(model_dir).artifact_
+    try:
+        art = Predictor.load(model_dir).artifact_
+    except USER_ERRORS as err:
+        _fail(err)
     n_params = sum(p.numel() for p in art.model.parameters())
     described = [f"{i.name} ({i.type}, {i.encoder['type']})" for i in art.config.inputs]
     typer.echo(f"inputs:  {', '.join(described)}")

@@ -13,6 +13,8 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from polymodal.utils.errors import PolymodalError
+
 Modality = Literal["text", "image", "audio", "numeric", "categorical"]
 Task = Literal["binary", "multiclass", "multilabel", "regression", "retrieval", "caption"]
 
@@ -190,7 +192,7 @@ class ExperimentConfig(_Strict):
         return [c for i in self.inputs for c in i.cols]
 
 
-class ConfigError(ValueError):
+class ConfigError(PolymodalError, ValueError):
     """A config file or dict that does not describe a valid experiment."""
 
 

@@ -12,12 +12,14 @@ import inspect
 from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
 
+from polymodal.utils.errors import PolymodalError
+
 T = TypeVar("T")
 
 _REGISTRY: dict[str, dict[str, type]] = {}
 
 
-class RegistryError(ValueError):
+class RegistryError(PolymodalError, ValueError):
     """A config names an unknown component or passes kwargs it does not accept."""
 
 

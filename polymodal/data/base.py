@@ -17,9 +17,10 @@ import torch
 
 from polymodal import registry
 from polymodal.data.stats import Stats
+from polymodal.utils.errors import PolymodalError
 
 
-class DataError(ValueError):
+class DataError(PolymodalError, ValueError):
     """Bad input data; the message names the file, row, column and what was expected."""
 
 

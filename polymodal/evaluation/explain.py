@@ -40,6 +40,7 @@ from polymodal.evaluation.importance import (
     task_of,
 )
 from polymodal.models import MultimodalModel
+from polymodal.utils.errors import PolymodalError
 from polymodal.utils.io import write_json
 
 METHODS = ("integrated_gradients", "gradient_x_input", "attention", "occlusion")
@@ -47,7 +48,7 @@ GRADIENT_METHODS = ("integrated_gradients", "gradient_x_input")
 MAX_MAP_SIDE = 64  # heat-maps larger than this are average-pooled in the JSON (not in the plots)
 
 
-class ExplainError(ValueError):
+class ExplainError(PolymodalError, ValueError):
     """An explanation that does not apply to this model, input or table; the message says why."""
 
 

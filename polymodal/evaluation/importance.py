@@ -25,12 +25,13 @@ from polymodal.data.pipeline import TablePipeline
 from polymodal.evaluation.metrics import HIGHER_IS_BETTER
 from polymodal.evaluation.robustness import MAIN_METRIC
 from polymodal.models import MultimodalModel
+from polymodal.utils.errors import PolymodalError
 from polymodal.utils.io import atomic_write_text, write_json
 
 Tensors = dict[str, Tensor]
 
 
-class ImportanceError(ValueError):
+class ImportanceError(PolymodalError, ValueError):
     """The table or the model cannot give the importance asked for; the message says why."""
 
 

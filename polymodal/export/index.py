@@ -30,6 +30,7 @@ from polymodal.config import InputConfig
 from polymodal.data.base import DataError
 from polymodal.encoders.cache import weights_digest
 from polymodal.export.artifact import Artifact
+from polymodal.utils.errors import PolymodalError
 from polymodal.utils.io import atomic_write_text, read_json
 
 INDEX_DIR = "index"
@@ -39,7 +40,7 @@ MIN_RECALL = 0.95  # Recall@10 against exact search that an automatically chosen
 HNSW_M, HNSW_EF_CONSTRUCTION, HNSW_EF_SEARCH = 32, 100, 256
 
 
-class SearchError(ValueError):
+class SearchError(PolymodalError, ValueError):
     """An index that cannot answer a query: another model built it, the query has the wrong
     modality, no retrieval output..."""
 

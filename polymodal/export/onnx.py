@@ -22,13 +22,14 @@ from polymodal.data.dataset import TableDataset
 from polymodal.data.io import Table
 from polymodal.data.pipeline import TablePipeline
 from polymodal.models import MultimodalModel
+from polymodal.utils.errors import PolymodalError
 
 MASK_SUFFIX = "__mask"
 OPSET = 17
 Tensors = dict[str, torch.Tensor]
 
 
-class ParityError(RuntimeError):
+class ParityError(PolymodalError, RuntimeError):
     """ONNX Runtime and PyTorch disagree beyond the tolerance."""
 
 

@@ -22,6 +22,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from polymodal.utils.errors import PolymodalError
+
 BINARIES = ("chromium", "chromium-browser", "google-chrome", "chrome")
 FLAGS = (
     "--headless",
@@ -46,7 +48,7 @@ IMAGES_JS = """JSON.stringify(Array.from(document.images).map(i => ({
 LOCAL_SCHEMES = ("data:", "file:", "about:", "chrome:", "devtools:")
 
 
-class BrowserError(RuntimeError):
+class BrowserError(PolymodalError, RuntimeError):
     """Chromium is missing, failed to start, or did not answer in time."""
 
 
