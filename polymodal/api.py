@@ -5,6 +5,7 @@ Tables may be DataFrames or paths (CSV / Parquet / JSONL). Learned state ends in
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import shutil
 import tempfile
@@ -16,10 +17,12 @@ from typing import Any
 import pandas as pd
 
 from polymodal.compression import distill
-from polymodal.config import ExperimentConfig, load_config
+from polymodal.config import ExperimentConfig, TrainerConfig, apply_overrides, load_config
+from polymodal.data.checks import config_findings
 from polymodal.data.dataset import TableDataset
 from polymodal.data.io import Table, TableLike, read_any
 from polymodal.data.pipeline import TablePipeline
+from polymodal.data.presets import starter
 from polymodal.data.split import resolve_tables
 from polymodal.data.stream import StreamingTable, fit_streaming, open_streams, should_stream
 from polymodal.data.summary import table_summary
@@ -81,6 +84,15 @@ def _final_metrics(
     return metrics
 
 
+def _default_monitor(cfg: ExperimentConfig, has_val: bool) -> TrainerConfig:
+    """The trainer settings, monitoring ROC-AUC when the first output is binary and nothing
+    else was asked for (validation loss rewards calibration, not ranking)."""
+    first, trainer = cfg.outputs[0], cfg.trainer
+    if trainer.monitor is None and has_val and first.task == "binary":
+        return trainer.model_copy(update={"monitor": f"{first.name}.roc_auc"})
+    return trainer
+
+
 ONNX_FILE = "model.onnx"
 
 
@@ -92,6 +104,7 @@ class Predictor:
 
     def __init__(self, config: str | Path | dict[str, Any] | ExperimentConfig) -> None:
         self.config = load_config(config)
+        self.findings_: list[Any] = []  # what ``fit_table`` found about the columns (leaks, ids)
         validate(self.config)  # unknown components / options fail before any data is read
 
     # -- training ---------------------------------------------------------------------------
@@ -117,13 +130,16 @@ class Predictor:
         options = {inp.name: preprocessing_options(inp) for inp in cfg.inputs}
         pipeline = TablePipeline(cfg.inputs, cfg.outputs, options, cfg.data.bad_cells)
         data = self._datasets(pipeline, train_data, val, test, base_dir)
+        if dist.is_main_process():
+            for f in config_findings(data.sample, cfg.inputs, cfg.outputs):
+                log.warning("warning: column %r: %s", f.column, f.message)
         weights = {o.name: class_weights(o, pipeline.targets[o.name]) for o in cfg.outputs}
         specs, num_outputs = pipeline.specs(), pipeline.num_outputs()
         build = {"specs": specs, "num_outputs": num_outputs, "class_weights": weights}
         model = build_model(cfg, specs, num_outputs, weights)
         if teacher is not None:
             model = self._student(model, data, teacher, kd_temperature, kd_alpha)
-        trainer = cfg.trainer
+        trainer = _default_monitor(cfg, data.val is not None)
         if data.streamed and trainer.feature_cache_memory_mb is None:  # rows would not all fit
             trainer = trainer.model_copy(update={"feature_cache_memory_mb": 256.0})
         run_dir = Path(output_dir) if output_dir else Path(tempfile.mkdtemp(prefix="polymodal-"))
@@ -145,6 +161,43 @@ class Predictor:
             shutil.rmtree(run_dir, ignore_errors=True)
         dist.barrier()  # every rank returns once the artifact is complete
         return self
+
+    @classmethod
+    def fit_table(
+        cls,
+        data: TableLike,
+        target: str | list[str],
+        preset: str | None = "medium",
+        output_dir: str | Path | None = None,
+        val: TableLike | None = None,
+        test: TableLike | None = None,
+        time_limit: float | None = None,
+        drop: tuple[str, ...] | list[str] = (),
+        keep: tuple[str, ...] | list[str] = (),
+        overrides: list[str] | None = None,
+        base_dir: str | Path | None = None,
+    ) -> Predictor:
+        """``polymodal init`` + ``train`` in one call, as AutoGluon's ``fit(df, label=...)``:
+        infer the columns (leaving out leaks, identifiers, constant and mostly missing ones, as
+        ``findings_`` says), fill the ``preset`` (fast | medium | best), apply ``overrides``
+        (``"trainer.epochs=3"``...) and train; without ``val`` the table is split (and, without
+        ``test``, a test part is held out and scored). ``time_limit`` (seconds) stops training
+        and keeps the best epoch so far. The config it wrote is ``config``."""
+        frame, base, _ = read_any(data, "train", base_dir)
+        found = starter(frame, target, base, preset, drop, keep)
+        for f in found.findings:
+            log.warning("%s %r: %s", "left out" if f.drop else "note:", f.column, f.message)
+        cfg = found.config
+        tables = {"train": data, "val": val, "test": test}
+        cfg["data"] = {
+            k: str(Path(v).resolve()) for k, v in tables.items() if isinstance(v, (str, Path))
+        }
+        if time_limit is not None:
+            cfg["trainer"]["time_limit"] = float(time_limit)
+        cfg = apply_overrides(cfg, list(overrides or []))
+        pred = cls(cfg)
+        pred.findings_ = found.findings
+        return pred.fit(frame, val, test, output_dir=output_dir, base_dir=base)
 
     def _datasets(
         self,
@@ -225,7 +278,8 @@ class Predictor:
         (``<output>_proba_<label>``) and ``missing_modalities``, indexed like the input table."""
         art = self._check_fitted()
         frame, base, src = read_any(data, "predict", base_dir)
-        return predict_frame(art.model, art.pipeline, frame, base, src, self.runner_)
+        with self._cached(art):
+            return predict_frame(art.model, art.pipeline, frame, base, src, self.runner_)
 
     def predict_proba(self, data: TableLike, base_dir: str | Path | None = None) -> pd.DataFrame:
         """Probability columns only (classification outputs)."""
@@ -237,7 +291,15 @@ class Predictor:
         frame, base, src = read_any(data, "evaluate", base_dir)
         ds = art.pipeline.dataset(frame, base, source=src)
         weights = {o.name: o.weight for o in art.config.outputs}
-        return evaluate(art.model, ds, art.pipeline, loss_weights=weights, runner=self.runner_)
+        with self._cached(art):
+            return evaluate(art.model, ds, art.pipeline, loss_weights=weights, runner=self.runner_)
+
+    def _cached(self, art: Artifact) -> Any:
+        """Frozen encoders' features cached as in training (same keys, same folder), so a
+        second predict/evaluate over the same rows skips the transformer; not for ONNX."""
+        if self.runner_ is not None:
+            return contextlib.nullcontext()
+        return feature_caches(art.model, art.pipeline, art.config.trainer)
 
     def robustness(
         self,
@@ -363,7 +425,7 @@ class Predictor:
         pred = cls.__new__(cls)
         pred.config = art.config
         pred.artifact_ = art
-        pred.runner_ = None
+        pred.runner_, pred.findings_ = None, []
         pred.model_dir_ = Path(path)  # where `index` stores and `search` finds vector indexes
         if backend == "onnx":
             onnx_path = Path(path) / ONNX_FILE

@@ -24,23 +24,42 @@ def _setup_logging(verbose: bool) -> None:
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(message)s")
 
 
-def _apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
-    """``--set trainer.epochs=3 --set fusion.type=gated``: values parsed as YAML scalars."""
-    for item in overrides:
-        key, sep, raw = item.partition("=")
-        if not sep:
-            raise typer.BadParameter(f"--set expects key=value, got {item!r}")
-        node = data
-        parts = key.split(".")
-        for p in parts[:-1]:
-            node = node.setdefault(p, {})
-        node[parts[-1]] = yaml.safe_load(raw)
-    return data
-
-
 def _fail(err: Exception) -> None:
     typer.secho(f"error: {err}", fg=typer.colors.RED, err=True)
     raise typer.Exit(2)
+
+
+PRESET_HELP = "fast | medium | best | none (none: the bare component defaults)"
+
+
+def _preset(name: str) -> str | None:
+    from polymodal.data.presets import PRESETS
+
+    if name == "none":
+        return None
+    if name not in PRESETS:
+        raise typer.BadParameter(
+            f"--preset must be one of {', '.join(PRESETS)}, none; got {name!r}"
+        )
+    return name
+
+
+def _echo_findings(findings: list[Any]) -> None:
+    """One line per left-out or noteworthy column (stderr, so stdout stays the result)."""
+    for f in findings:
+        head = "left out" if f.drop else "note"
+        typer.secho(f"{head:8s} {f.column}: {f.message}", fg=typer.colors.YELLOW, err=True)
+    if any(f.drop for f in findings):
+        typer.secho(
+            "         (use a left-out column with --keep COLUMN; leave one out with --drop COLUMN)",
+            fg=typer.colors.YELLOW, err=True,
+        )  # fmt: skip
+
+
+def _config_yaml(cfg: dict[str, Any], command: str) -> str:
+    """The config as YAML under a header naming the command that wrote it."""
+    head = f"# written by: {command}\n# every choice is spelled out below; `polymodal config FILE` shows the defaults too\n"
+    return head + yaml.safe_dump(cfg, sort_keys=False, allow_unicode=True)
 
 
 @app.command()
@@ -48,25 +67,98 @@ def init(
     table: Path,
     target: Annotated[list[str], typer.Option("--target", "-t", help="target column (repeatable)")],
     output: Annotated[Path, typer.Option("--output", "-o")] = Path("config.yaml"),
+    preset: Annotated[str, typer.Option(help=PRESET_HELP)] = "medium",
+    drop: Annotated[
+        list[str] | None, typer.Option(help="leave this column out (repeatable)")
+    ] = None,
+    keep: Annotated[
+        list[str] | None, typer.Option(help="use this column despite a warning (repeatable)")
+    ] = None,
 ) -> None:
-    """Infer each column's modality and write a starter config."""
-    from polymodal.data.infer import starter_config
+    """Infer each column's modality, check the columns (leaks, identifiers, constant or mostly
+    missing ones are left out, with the reason) and write a config filled by a preset."""
     from polymodal.data.io import read_table
+    from polymodal.data.presets import starter
 
     try:
         frame = read_table(table)
-        cfg = starter_config(
-            frame, target if len(target) > 1 else target[0], table.resolve().parent
-        )
+        found = starter(frame, target if len(target) > 1 else target[0],
+                        table.resolve().parent, _preset(preset), drop or [], keep or [])  # fmt: skip
     except USER_ERRORS as err:
         _fail(err)
+    cfg = found.config
     cfg.setdefault("data", {})["train"] = str(table)
-    output.write_text(yaml.safe_dump(cfg, sort_keys=False), encoding="utf-8")
+    command = f"polymodal init {table} " + " ".join(f"--target {t!r}" for t in target)
+    output.write_text(_config_yaml(cfg, f"{command} --preset {preset}"), encoding="utf-8")
     for inp in cfg["inputs"]:
-        typer.echo(
-            f"{inp['type']:12s} {inp['name']}  <- {', '.join(inp.get('columns') or [inp['name']])}"
-        )
+        enc = inp.get("encoder", {}).get("type") or (f"tied to {inp['tied']}" if inp.get("tied") else "default")
+        cols = ", ".join(inp.get("columns") or [inp["name"]])
+        typer.echo(f"{inp['type']:12s} {inp['name']} <- {cols}  [{enc}]")
+    for out in cfg["outputs"]:
+        typer.echo(f"{'target':12s} {out['name']} ({out['task']})")
+    _echo_findings(found.findings)
     typer.echo(f"wrote {output}")
+
+
+def _seconds(text: str | None) -> float | None:
+    """``"90"``, ``"90s"``, ``"10m"``, ``"1h30m"`` -> seconds."""
+    import re
+
+    if text is None:
+        return None
+    parts = re.fullmatch(r"\s*(?:(\d+(?:\.\d+)?)\s*([smh]?)\s*)+", text.lower())
+    if not parts or not text.strip():
+        raise typer.BadParameter(f"--time-limit expects e.g. 90s, 10m or 1h30m, got {text!r}")
+    unit = {"": 1, "s": 1, "m": 60, "h": 3600}
+    found = re.findall(r"(\d+(?:\.\d+)?)\s*([smh]?)", text.lower())
+    return sum(float(n) * unit[u] for n, u in found)
+
+
+@app.command()
+def fit(
+    table: Path,
+    target: Annotated[list[str], typer.Option("--target", "-t", help="target column (repeatable)")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="model directory")] = Path(
+        "runs/model"
+    ),
+    preset: Annotated[str, typer.Option(help=PRESET_HELP)] = "medium",
+    val: Annotated[Path | None, typer.Option(help="validation table (default: split)")] = None,
+    test: Annotated[Path | None, typer.Option(help="test table (default: split)")] = None,
+    time_limit: Annotated[
+        str | None, typer.Option(help="stop training after this long (90s, 10m, 1h): best kept")
+    ] = None,
+    drop: Annotated[
+        list[str] | None, typer.Option(help="leave this column out (repeatable)")
+    ] = None,
+    keep: Annotated[
+        list[str] | None, typer.Option(help="use this column despite a warning (repeatable)")
+    ] = None,
+    overrides: Annotated[
+        list[str] | None, typer.Option("--set", help="key.path=value, applied to the config")
+    ] = None,
+    report: Annotated[bool, typer.Option(help="write OUTPUT/report.html")] = True,
+    quiet: bool = False,
+) -> None:
+    """One command from a table to a model: init (with a preset) + train + evaluate on the test
+    table or split + report. The config it wrote is OUTPUT/config.yaml."""
+    from polymodal.api import Predictor
+    from polymodal.utils.dist import is_main_process
+    from polymodal.utils.progress import set_enabled
+
+    _setup_logging(not quiet and is_main_process())
+    set_enabled(False if quiet else None)
+    try:
+        pred = Predictor.fit_table(
+            table, target if len(target) > 1 else target[0], _preset(preset),
+            output, val, test, _seconds(time_limit), drop or [], keep or [], overrides or [],
+        )  # fmt: skip
+        if report and is_main_process():
+            pred.report(output / "report.html")
+    except USER_ERRORS as err:
+        _fail(err)
+    if is_main_process():
+        typer.echo(json.dumps(_summary(pred.metrics_), indent=2))
+        typer.echo(f"saved model, config and {'report' if report else 'metrics'} to {output}")
 
 
 @app.command()
@@ -99,18 +191,25 @@ def train_cmd(
     resume: Annotated[
         bool, typer.Option("--resume", help="continue from the last checkpoint")
     ] = False,
-    overrides: Annotated[list[str] | None, typer.Option("--set", help="key.path=value")] = None,
+    overrides: Annotated[
+        list[str] | None,
+        typer.Option("--set", help="key.path=value, e.g. inputs.review.encoder.type=minilm"),
+    ] = None,
+    drop_input: Annotated[
+        list[str] | None, typer.Option(help="train without this input (repeatable)")
+    ] = None,
     quiet: bool = False,
 ) -> None:
     """Train a model and save it (config, preprocessing, weights, metrics) to OUTPUT."""
     from polymodal.api import Predictor
     from polymodal.config import resolve_table_paths
     from polymodal.utils.dist import is_main_process
+    from polymodal.utils.progress import set_enabled
 
     _setup_logging(not quiet and is_main_process())  # several processes: rank 0 speaks
+    set_enabled(False if quiet else None)
     try:
-        data = yaml.safe_load(config_path.read_text(encoding="utf-8"))
-        data = _apply_overrides(data, overrides or [])
+        data = _read_config(config_path, overrides or [], drop_input or [])
         if quiet:
             data.setdefault("trainer", {})["progress"] = False
         data = resolve_table_paths(data, config_path.resolve().parent)
@@ -120,6 +219,23 @@ def train_cmd(
     if is_main_process():
         typer.echo(json.dumps(_summary(pred.metrics_), indent=2))
         typer.echo(f"saved model to {output}")
+
+
+def _read_config(path: Path, overrides: list[str], drop_inputs: list[str]) -> dict[str, Any]:
+    """A config file as a dict, with ``--set`` overrides and ``--drop-input`` applied (both
+    checked again with the config itself when it is loaded)."""
+    from polymodal.config import ConfigError, apply_overrides
+    from polymodal.config import drop_inputs as without
+
+    if not path.exists():
+        raise ConfigError(f"config file {path} does not exist")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path}: not valid YAML ({str(err).splitlines()[0]})") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping at the top level")
+    return without(apply_overrides(data, overrides), drop_inputs)
 
 
 def _summary(metrics: dict[str, Any]) -> dict[str, Any]:

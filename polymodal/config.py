@@ -113,6 +113,9 @@ class TrainerConfig(_Strict):
     # shards on disk (streaming tables use 256 unless set)
     feature_cache_memory_mb: float | None = None
     progress: bool = True
+    # seconds of training after which it stops (after the current batch, at an epoch's end with
+    # several processes) and keeps the best epoch so far; None: no limit
+    time_limit: float | None = None
 
 
 class ExperimentConfig(_Strict):
@@ -121,6 +124,10 @@ class ExperimentConfig(_Strict):
     outputs: list[OutputConfig]
     data: DataConfig = Field(default_factory=DataConfig)
     trainer: TrainerConfig = Field(default_factory=TrainerConfig)
+    # columns ``polymodal init`` left out, and why (a leak, an identifier...): information only;
+    # to use one, add it to an input (``train`` still warns about leaks and identifiers)
+    dropped: dict[str, str] = Field(default_factory=dict)
+    preset: Literal["fast", "medium", "best"] | None = None  # what wrote the blocks (information)
 
     @field_validator("fusion")
     @classmethod
@@ -249,3 +256,72 @@ def to_dict(config: ExperimentConfig) -> dict[str, Any]:
 def to_yaml(config: ExperimentConfig | dict[str, Any]) -> str:
     data = to_dict(config) if isinstance(config, ExperimentConfig) else config
     return yaml.safe_dump(data, sort_keys=False, allow_unicode=True)
+
+
+def _step(node: Any, part: str, path: str) -> tuple[Any, str | int]:
+    """The container holding ``part`` and the key to use in it: dict keys, list positions, or
+    (in a list of named blocks such as ``inputs``) the block's name."""
+    if isinstance(node, list):
+        if part.lstrip("-").isdigit():
+            i = int(part)
+            if not -len(node) <= i < len(node):
+                raise ConfigError(
+                    f"{path}: index {i} out of range (the list has {len(node)} items)"
+                )
+            return node, i % len(node)
+        named = [
+            k for k, item in enumerate(node) if isinstance(item, dict) and item.get("name") == part
+        ]
+        if not named:
+            names = [item.get("name") for item in node if isinstance(item, dict)]
+            raise ConfigError(f"{path}: no item named {part!r}; valid choices: {names}")
+        return node, named[0]
+    if isinstance(node, dict):
+        return node, part
+    raise ConfigError(f"{path}: cannot go into a {type(node).__name__} value")
+
+
+def set_value(data: dict[str, Any], key: str, value: Any) -> dict[str, Any]:
+    """``data`` with ``key`` (a dotted path: ``trainer.epochs``, ``inputs.review.encoder.type``,
+    ``inputs.0.columns``) set to ``value``; missing dict levels are created."""
+    parts = key.split(".")
+    if not key or not all(parts):
+        raise ConfigError(f"--set {key!r}: expected a dotted path like trainer.epochs")
+    node: Any = data
+    for depth, part in enumerate(parts[:-1]):
+        container, k = _step(node, part, ".".join(parts[: depth + 1]))
+        if isinstance(container, dict) and not isinstance(container.get(k), (dict, list)):
+            container[k] = {}
+        node = container[k]
+    container, k = _step(node, parts[-1], key)
+    container[k] = value
+    return data
+
+
+def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """``["trainer.epochs=3", "inputs.review.encoder.type=minilm", "inputs.numeric.columns=[a, b]"]``:
+    each value is parsed as YAML (numbers, booleans, lists, mappings, null)."""
+    for item in overrides:
+        key, sep, raw = item.partition("=")
+        if not sep:
+            raise ConfigError(f"--set expects key=value, got {item!r}")
+        try:
+            value = yaml.safe_load(raw)
+        except yaml.YAMLError as err:
+            raise ConfigError(f"--set {key}: {raw!r} is not a YAML value ({err})") from None
+        set_value(data, key.strip(), value)
+    return data
+
+
+def drop_inputs(data: dict[str, Any], names: list[str]) -> dict[str, Any]:
+    """``data`` without the named inputs (and without inputs tied to them)."""
+    inputs = data.get("inputs") or []
+    known = [i.get("name") for i in inputs if isinstance(i, dict)]
+    unknown = [n for n in names if n not in known]
+    if unknown:
+        raise ConfigError(f"--drop-input {unknown[0]!r}: no such input; valid choices: {known}")
+    gone = set(names) | {
+        i["name"] for i in inputs if isinstance(i, dict) and i.get("tied") in names
+    }
+    data["inputs"] = [i for i in inputs if not (isinstance(i, dict) and i.get("name") in gone)]
+    return data

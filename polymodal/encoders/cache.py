@@ -26,6 +26,8 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 
+from polymodal.utils.progress import progress
+
 HASH_BYTES = 16
 
 
@@ -179,7 +181,9 @@ class FeatureCache:
         return found.to(x.device)
 
     @torch.no_grad()
-    def warm(self, encoder: nn.Module, x: Tensor, batch_size: int = 64) -> int:
+    def warm(
+        self, encoder: nn.Module, x: Tensor, batch_size: int = 64, what: str = "frozen encoder"
+    ) -> int:
         """Encode every unseen unique row of ``x`` ahead of time, in batches of similar length
         (token rows sorted by their non-pad count, so little compute goes to padding); returns
         how many rows the encoder ran on."""
@@ -197,11 +201,13 @@ class FeatureCache:
             rows = rows[torch.argsort((x[rows] != pad).sum(1), stable=True)]
         digests = list(first)
         order = {i: k for k, i in zip(digests, first.values(), strict=True)}
-        for start in range(0, len(rows), batch_size):
-            chunk = rows[start : start + batch_size]
-            out = encoder(x[chunk.to(x.device)]).detach().float().cpu()
-            for i, v in zip(chunk.tolist(), out, strict=True):
-                self._add(order[i], v)
+        with progress(len(rows), what) as bar:
+            for start in range(0, len(rows), batch_size):
+                chunk = rows[start : start + batch_size]
+                out = encoder(x[chunk.to(x.device)]).detach().float().cpu()
+                for i, v in zip(chunk.tolist(), out, strict=True):
+                    self._add(order[i], v)
+                bar.advance(len(chunk))
         self.misses += len(rows)
         return len(rows)
 
@@ -225,6 +231,19 @@ class FeatureCache:
         return self.directory / name
 
 
+def warm_model(model: nn.Module, inputs: dict[str, Tensor], batch_size: int = 64) -> None:
+    """Fill the feature caches attached to ``model`` (see ``train.loop.feature_caches``) for
+    every row of ``inputs`` (input name -> tensor) ahead of the forward passes: length-sorted
+    batches and a progress bar for the long frozen-encoder pass. No caches attached: nothing."""
+    caches: dict[str, FeatureCache] = getattr(model, "feature_caches", None) or {}
+    tied: dict[str, str] = getattr(model, "tied", {})
+    for name, cache in caches.items():
+        if name in inputs:
+            encoder: nn.Module = model.encoders[tied.get(name, name)]  # type: ignore[index,assignment]
+            what = f"{name}: frozen {type(encoder).__name__} features"
+            cache.warm(encoder, inputs[name], batch_size=batch_size, what=what)
+
+
 __all__ = [
     "FeatureCache",
     "MappedShards",
@@ -232,5 +251,6 @@ __all__ = [
     "map_safetensors",
     "namespace",
     "row_hashes",
+    "warm_model",
     "weights_digest",
 ]

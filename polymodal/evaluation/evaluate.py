@@ -11,7 +11,11 @@ from torch.utils.data import DataLoader
 
 from polymodal.data.dataset import TableDataset, collate_batch
 from polymodal.data.pipeline import TablePipeline
+from polymodal.encoders.cache import warm_model
 from polymodal.evaluation import metrics as M
+from polymodal.utils.progress import progress
+
+PROGRESS_ROWS = 2048  # fewer rows (a served request, a small check) never show progress
 
 
 def move(batch: Any, device: torch.device | str) -> Any:
@@ -32,13 +36,18 @@ def predict_logits(
     """Concatenated raw outputs of ``model`` over ``dataset`` in row order."""
     was_training = model.training
     model.eval()
+    if isinstance(model, nn.Module):  # frozen encoders with a cache: one sorted pass first
+        warm_model(model, {k: t.values for k, t in dataset.inputs.items()}, batch_size)
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, collate_fn=collate_batch)
     chunks: dict[str, list[torch.Tensor]] = {}
-    for batch in loader:
-        batch = move(batch, device)
-        out = model(batch["features"], batch["masks"])
-        for k, v in out.items():
-            chunks.setdefault(k, []).append(v.float().cpu())
+    rows = len(dataset) if len(dataset) >= PROGRESS_ROWS else 0  # small calls stay silent
+    with progress(rows, "predicting") as bar:
+        for batch in loader:
+            batch = move(batch, device)
+            out = model(batch["features"], batch["masks"])
+            for k, v in out.items():
+                chunks.setdefault(k, []).append(v.float().cpu())
+            bar.advance(len(next(iter(batch["masks"].values()))))
     model.train(was_training)
     return {k: torch.cat(v) for k, v in chunks.items()}
 

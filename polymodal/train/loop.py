@@ -23,14 +23,15 @@ from polymodal.config import TrainerConfig
 from polymodal.data.dataset import TableDataset
 from polymodal.data.pipeline import TablePipeline
 from polymodal.data.stream import StreamingTable
-from polymodal.encoders.cache import FeatureCache, is_frozen, namespace
+from polymodal.encoders.cache import FeatureCache, is_frozen, namespace, warm_model
 from polymodal.evaluation.distributed import evaluate_all
 from polymodal.evaluation.evaluate import monitor_value, move
 from polymodal.train.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from polymodal.train.distributed import accelerator, train_loader
 from polymodal.train.optim import make_optimizer, modality_dropout
 from polymodal.train.schedule import lr_at
-from polymodal.utils.dist import check_same, mean
+from polymodal.utils import progress as P
+from polymodal.utils.dist import check_same, gather_json, mean, world_size
 
 log = logging.getLogger("polymodal.train")
 
@@ -43,6 +44,7 @@ class TrainState:
     best_epoch: int = -1
     bad_epochs: int = 0
     history: list[dict[str, Any]] = field(default_factory=list)
+    stopped: str | None = None  # why training ended before trainer.epochs ("time limit", ...)
 
 
 def make_accelerator(cfg: TrainerConfig, model: nn.Module | None = None) -> Accelerator:
@@ -76,10 +78,11 @@ def train(
         state, best_weights = _restore(last, raw, optimizer)
         log.info("resumed from %s after epoch %d", last, state.epoch)
     check_same(state.epoch, "the epoch to resume from (is the output folder shared?)")
+    deadline = time.perf_counter() + cfg.time_limit if cfg.time_limit else None
     with feature_caches(raw, pipeline, cfg) as caches:
         best_weights = _epochs(
             acc, model, raw, optimizer, loader, pipeline, val_ds, cfg, state, best_weights,
-            loss_weights, total_steps, warmup, ckpt_dir, caches,
+            loss_weights, total_steps, warmup, ckpt_dir, caches, deadline,
         )  # fmt: skip
     if best_weights is not None:
         raw.load_state_dict(best_weights)
@@ -102,8 +105,9 @@ def _epochs(
     warmup: int,
     ckpt_dir: Path,
     caches: dict[str, FeatureCache],
+    deadline: float | None = None,
 ) -> dict[str, torch.Tensor] | None:
-    """Epoch after epoch until done or stopped early; returns the best weights."""
+    """Epoch after epoch until done, stopped early or out of time; returns the best weights."""
     aug_gen = torch.Generator()
     first_epoch = state.epoch
     for epoch in range(state.epoch, cfg.epochs):
@@ -135,6 +139,7 @@ def _epochs(
             total_steps,
             warmup,
             epoch,
+            deadline,
         )
         row: dict[str, Any] = {
             "epoch": epoch + 1,
@@ -164,17 +169,29 @@ def _epochs(
         _log_epoch(row, cfg)
         if acc.is_main_process:
             _save(ckpt_dir / "last", raw, optimizer, state, best_weights)
+        if _out_of_time(deadline):
+            state.stopped = "time limit"
+            log.info(
+                "time limit (%.0f s) reached after epoch %d: keeping the best epoch (%d)",
+                cfg.time_limit, state.epoch, state.best_epoch,
+            )  # fmt: skip
+            break
     return best_weights
+
+
+def _out_of_time(deadline: float | None) -> bool:
+    """Past the deadline on any process (every rank decides alike, so all stop together)."""
+    if deadline is None:
+        return False
+    late = time.perf_counter() > deadline
+    return any(gather_json(late)) if world_size() > 1 else late
 
 
 def _warm(
     raw: nn.Module, caches: dict[str, FeatureCache], datasets: list[Any], cfg: TrainerConfig
 ) -> None:
-    tied: dict[str, str] = getattr(raw, "tied", {})
-    for name, cache in caches.items():
-        encoder: nn.Module = raw.encoders[tied.get(name, name)]  # type: ignore[index,assignment]
-        for ds in datasets:
-            cache.warm(encoder, ds.inputs[name].values, batch_size=cfg.batch_size)
+    for ds in datasets:
+        warm_model(raw, {name: ds.inputs[name].values for name in caches}, cfg.batch_size)
 
 
 def feature_cache_dir(cfg: TrainerConfig) -> Path:
@@ -270,9 +287,11 @@ def _run_epoch(
     total_steps: int,
     warmup: int,
     epoch: int,
+    deadline: float | None = None,
 ) -> float:
     model.train()
     total, count, n, accum = 0.0, 0, len(loader), cfg.grad_accumulation
+    alone = world_size() == 1  # several processes stop together, at an epoch's end
     with _progress(cfg, acc, n, epoch, state) as bar:
         for i, batch in enumerate(loader):
             batch = move(batch, acc.device)
@@ -287,8 +306,12 @@ def _run_epoch(
                 _step(acc, model, optimizer, cfg, state, total_steps, warmup)
             total += float(loss.detach())
             count += 1
-            if bar is not None:
-                bar[0].update(bar[1], advance=1, loss=total / count)
+            bar.step(total / count)
+            if sync and alone and deadline is not None and time.perf_counter() > deadline:
+                log.info(
+                    "time limit reached in epoch %d after %d of %d batches", epoch + 1, i + 1, n
+                )
+                break
     return total / max(count, 1)
 
 
@@ -312,16 +335,9 @@ def _step(
     optimizer.zero_grad(set_to_none=True)
 
 
-class _NoBar:
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *exc: object) -> None:
-        return None
-
-
 class _Bar:
-    """Live bar: epoch, steps, running train loss, and the last validation value monitored."""
+    """Live bar on a terminal: epoch, steps, running train loss, the best validation value so
+    far, elapsed time and ETA."""
 
     def __init__(self, total: int, epoch: int, epochs: int, last_val: str) -> None:
         self.progress = Progress(
@@ -336,23 +352,50 @@ class _Bar:
         )
         self.task = self.progress.add_task("train", total=total, loss=float("nan"))
 
-    def __enter__(self) -> tuple[Progress, Any]:
+    def __enter__(self) -> _Bar:
         self.progress.start()
-        return self.progress, self.task
+        P.hold(True)  # nothing else may open a live display meanwhile
+        return self
 
     def __exit__(self, *exc: object) -> None:
+        P.hold(False)
         self.progress.stop()
+
+    def step(self, loss: float) -> None:
+        self.progress.update(self.task, advance=1, loss=loss)
+
+
+class _Lines:
+    """Outside a terminal: a log line every few seconds (batches, rate, ETA, loss)."""
+
+    def __init__(self, total: int, epoch: int, epochs: int) -> None:
+        self.cm = P.progress(total, f"epoch {epoch + 1}/{epochs}", "batches")
+        self.loss = float("nan")
+
+    def __enter__(self) -> _Lines:
+        self.reporter = self.cm.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.cm.__exit__(None, None, None)
+
+    def step(self, loss: float) -> None:
+        self.loss = loss
+        self.reporter.advance(1)
 
 
 def _progress(
     cfg: TrainerConfig, acc: Accelerator, total: int, epoch: int, state: TrainState
-) -> Any:
-    if cfg.progress and acc.is_main_process and Console().is_terminal:
+) -> _Bar | _Lines:
+    """A bar on a terminal, periodic log lines elsewhere, silence with ``progress: false``."""
+    if cfg.progress and acc.is_main_process and P.enabled() and Console().is_terminal:
         last = (
             f"best val {cfg.monitor or 'loss'} {state.best:.4f}" if state.best is not None else ""
         )
         return _Bar(total, epoch, cfg.epochs, last)
-    return _NoBar()
+    if not cfg.progress:
+        total = 0  # a silent reporter
+    return _Lines(total, epoch, cfg.epochs)
 
 
 SHOWN = ("accuracy", "macro_f1", "f1", "roc_auc", "micro_f1", "rmse", "r2", "mean_R@10", "bleu4")
@@ -363,9 +406,11 @@ def _log_epoch(row: dict[str, Any], cfg: TrainerConfig) -> None:
     val = row.get("val")
     if val:
         msg += f" val_loss {val['loss']:.4f}"
+        out, _, metric = (cfg.monitor or "").partition(".")
         for name, metrics in val.items():
             if isinstance(metrics, dict):
-                shown = [(k, metrics[k]) for k in SHOWN if isinstance(metrics.get(k), float)]
+                keys = ([metric] if name == out else []) + [k for k in SHOWN if k != metric]
+                shown = [(k, metrics[k]) for k in keys if isinstance(metrics.get(k), float)]
                 msg += "".join(f" {name}.{k} {v:.4f}" for k, v in shown[:3])
     msg += f" ({row['seconds']:.1f}s)"
     log.info(msg)

@@ -1,0 +1,206 @@
+"""Presets: ``fast``, ``medium`` and ``best`` fill a starter config's encoders, preprocessing,
+fusion, heads and trainer from what the table holds (image sizes and colours, audio rates and
+lengths, class balance, row count). Everything a preset chooses is written into the config, so
+nothing is hidden and any choice can be edited afterwards.
+
+Where the choices come from: ``best`` is what won the benchmarks (``benchmarks/clothing``: frozen
+MiniLM beside a trainable hashed n-gram branch for text; ``benchmarks/avmnist``: LeNet-style CNNs
+that keep the image layout and the mel bands, per-clip normalised log-mel with SpecAugment,
+concat fusion with modality dropout, label smoothing); ``fast`` trains in seconds on a laptop.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from polymodal.data.infer import Inferred, infer_table
+from polymodal.data.preprocess.files import read_cell
+
+PRESETS = ("fast", "medium", "best")
+PERCEPTUAL = ("image", "audio")  # modalities modality dropout pays off between
+INSPECTED = 32  # file cells looked at per column
+TARGET_STEPS = 2000  # best: optimizer steps aimed at (epochs follow from the row count)
+
+
+def _cells(series: pd.Series, n: int = INSPECTED) -> list[Any]:
+    """Up to ``n`` distinct filled cells, spread over the column."""
+    filled = series.dropna()
+    filled = filled[filled.map(lambda v: not (isinstance(v, str) and not v.strip()))]
+    step = max(1, len(filled) // n)
+    return filled.iloc[::step].head(n).tolist()
+
+
+def image_facts(series: pd.Series, base_dir: Path) -> dict[str, Any]:
+    """Median side and whether the images are greyscale, from the headers of a sample (files
+    that cannot be opened are skipped: the preprocessor reports them with their row)."""
+    from PIL import Image
+
+    sides, grey = [], []
+    for cell in _cells(series):
+        try:
+            target, _ = read_cell(cell, base_dir)
+            src: Any = io.BytesIO(target) if isinstance(target, bytes) else target
+            with Image.open(src) as img:
+                sides.append(max(img.size))
+                grey.append(img.mode in ("1", "L", "LA", "I", "I;16", "I;16B", "F"))
+        except Exception:  # a sample: unreadable cells are the decoder's to report, with their row
+            continue
+    if not sides:
+        return {"side": 64, "grey": False}
+    return {"side": int(np.median(sides)), "grey": bool(np.mean(grey) > 0.5)}
+
+
+def audio_facts(series: pd.Series, base_dir: Path) -> dict[str, Any]:
+    """Median sample rate and the 90th percentile of clip length, from a sample's headers."""
+    import soundfile as sf
+
+    rates, seconds = [], []
+    for cell in _cells(series):
+        try:
+            target, _ = read_cell(cell, base_dir)
+            info = sf.info(io.BytesIO(target) if isinstance(target, bytes) else str(target))
+            rates.append(info.samplerate)
+            seconds.append(info.frames / max(info.samplerate, 1))
+        except Exception:  # as above
+            continue
+    if not rates:
+        return {"rate": 16000, "seconds": 2.0}
+    return {"rate": int(np.median(rates)), "seconds": float(np.percentile(seconds, 90))}
+
+
+def _text(inputs: list[dict[str, Any]], preset: str) -> list[dict[str, Any]]:
+    """Text inputs: ``fast`` a word bag; ``medium`` hashed word and character n-grams
+    (fastText-style); ``best`` frozen MiniLM plus the n-gram branch beside it. Several text
+    columns share one encoder of each kind (``tied``), as the clothing benchmark's Title and
+    Review Text do."""
+    texts = [i for i in inputs if i["type"] == "text"]
+    if not texts:
+        return inputs
+    rest = [i for i in inputs if i["type"] != "text"]
+    kinds: list[tuple[str, dict[str, Any], dict[str, Any]]] = {
+        "fast": [("", {"type": "bow", "embed_dim": 64}, {"min_freq": 2, "max_length": 128})],
+        "medium": [("", {"type": "fasttext", "embed_dim": 64}, {"max_length": 256})],
+        "best": [
+            ("", {"type": "minilm", "freeze": True, "max_length": 128}, {}),
+            ("_words", {"type": "fasttext", "embed_dim": 64}, {"max_length": 256}),
+        ],
+    }[preset]
+    out: list[dict[str, Any]] = []
+    for suffix, encoder, preprocessing in kinds:
+        owner = f"{texts[0]['name']}{suffix}"
+        for j, inp in enumerate(texts):
+            name = f"{inp['name']}{suffix}"
+            block: dict[str, Any] = {"name": name, "type": "text", "columns": [inp["name"]]}
+            if j == 0:
+                block["encoder"] = dict(encoder)
+                if preprocessing:
+                    block["preprocessing"] = dict(preprocessing)
+            else:
+                block["tied"] = owner
+            out.append(block)
+    return out + rest
+
+
+def _image(inp: dict[str, Any], facts: dict[str, Any], preset: str) -> dict[str, Any]:
+    """Small or greyscale images (digits, icons, scans): a CNN trained from scratch that keeps
+    the layout; photos: frozen ImageNet EfficientNet-Lite0 (``best``) or a CNN at 64 px."""
+    side, grey = facts["side"], facts["grey"]
+    small = side <= 32 or (grey and side <= 64)
+    if preset == "best" and not small:
+        return {**inp, "encoder": {"type": "efficientnet_lite", "freeze": True}}
+    size = min(side, 32 if preset == "fast" else 64)
+    widths = [16, 32] if preset == "fast" else [16, 32, 64]
+    return {
+        **inp,
+        "encoder": {"type": "image_cnn", "channels": widths, "out_dim": 64,
+                    "pool": "flatten" if size <= 64 else "global"},
+        "preprocessing": {"image_size": size, "channels": 1 if grey else 3,
+                          "augment": preset != "fast" and not small},
+    }  # fmt: skip
+
+
+def _audio(inp: dict[str, Any], facts: dict[str, Any], preset: str) -> dict[str, Any]:
+    """Log-mel with 25 ms windows every 20 ms at the clips' own rate (at most 16 kHz), cut at
+    the 90th percentile length; per-clip normalisation (other speakers and microphones) and
+    SpecAugment; a CNN that averages over time and keeps the mel bands."""
+    rate = min(int(facts["rate"]), 16000)
+    seconds = min(max(math.ceil(facts["seconds"] * 2) / 2, 0.5), 10.0)
+    return {
+        **inp,
+        "encoder": {"type": "audio_cnn", "channels": [8, 16, 32], "out_dim": 64, "pool": "freq"},
+        "preprocessing": {"sample_rate": rate, "max_seconds": seconds,
+                          "n_fft": int(0.025 * rate), "hop_length": int(0.02 * rate),
+                          "n_mels": 40 if rate <= 8000 else 64, "normalize": "per_clip",
+                          "specaugment": preset != "fast"},
+    }  # fmt: skip
+
+
+def _trainer(preset: str, rows: int, perceptual: int) -> dict[str, Any]:
+    batch = 128 if preset == "fast" or rows >= 50_000 else 64
+    steps = max(1, math.ceil(rows / batch))
+    epochs = {"fast": 3, "medium": 10}.get(preset) or min(10, max(3, round(TARGET_STEPS / steps)))
+    return {
+        "epochs": epochs, "batch_size": batch, "lr": 2e-3 if batch == 128 else 1e-3,
+        "schedule": "cosine", "early_stopping_patience": 2 if preset == "fast" else 3,
+        "modality_dropout": 0.3 if preset == "best" and perceptual >= 2 else 0.0,
+    }  # fmt: skip
+
+
+def _output(out: dict[str, Any], target: pd.Series, preset: str) -> dict[str, Any]:
+    """Heads with one hidden layer; ``best``: label smoothing for several classes, balanced
+    class weights when the rarest class is under a quarter of the commonest."""
+    out = {**out, "head": {"hidden": 32 if preset == "fast" else 128}}
+    if out["task"] in ("binary", "multiclass") and preset == "best":
+        counts = target.value_counts()
+        if len(counts) >= 2 and counts.min() < 0.25 * counts.max():
+            out["class_weights"] = "balanced"
+        if out["task"] == "multiclass":
+            out["head"]["label_smoothing"] = 0.1
+    return out
+
+
+def apply_preset(
+    config: dict[str, Any], frame: pd.DataFrame, base_dir: Path, preset: str
+) -> dict[str, Any]:
+    """``config`` (a starter config) with every block the preset decides written out."""
+    if preset not in PRESETS:
+        raise ValueError(f"unknown preset {preset!r}; valid choices: {', '.join(PRESETS)}")
+    inputs: list[dict[str, Any]] = []
+    for inp in config["inputs"]:
+        col = (inp.get("columns") or [inp["name"]])[0]
+        if inp["type"] == "image":
+            inp = _image(inp, image_facts(frame[col], base_dir), preset)
+        elif inp["type"] == "audio":
+            inp = _audio(inp, audio_facts(frame[col], base_dir), preset)
+        inputs.append(inp)
+    inputs = _text(inputs, preset)
+    perceptual = len({i["type"] for i in inputs if i["type"] in PERCEPTUAL})
+    outputs = [_output(o, frame[o["name"]], preset) for o in config["outputs"]]
+    trainer = {**config.get("trainer", {}), **_trainer(preset, len(frame), perceptual)}
+    first = outputs[0]
+    if first["task"] == "binary":
+        trainer["monitor"] = f"{first['name']}.roc_auc"
+    return {**config, "inputs": inputs, "fusion": {"type": "concat"}, "outputs": outputs,
+            "trainer": trainer, "preset": preset}  # fmt: skip
+
+
+def starter(
+    frame: pd.DataFrame,
+    target: str | list[str],
+    base_dir: Path,
+    preset: str | None = "medium",
+    drop: tuple[str, ...] | list[str] = (),
+    keep: tuple[str, ...] | list[str] = (),
+) -> Inferred:
+    """What ``polymodal init`` writes: the inferred config (findings included) with the
+    preset's choices spelled out (``preset=None``: the bare component defaults)."""
+    inferred = infer_table(frame, target, base_dir, drop, keep)
+    if preset is not None:
+        inferred.config = apply_preset(inferred.config, frame, base_dir, preset)
+    return inferred
