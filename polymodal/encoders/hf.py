@@ -22,6 +22,7 @@ from torch import Tensor, nn
 from polymodal.encoders.base import Encoder
 from polymodal.layers import masked_mean
 from polymodal.registry import register
+from polymodal.utils.errors import ArtifactError
 
 if TYPE_CHECKING:
     from transformers import PretrainedConfig
@@ -53,11 +54,22 @@ def resolve_config(model_name: str | None, config: dict[str, Any] | None) -> Pre
     from transformers import AutoConfig
 
     if model_name:
-        return AutoConfig.from_pretrained(model_name, local_files_only=True)
+        try:
+            return AutoConfig.from_pretrained(model_name, local_files_only=True)
+        except (OSError, ValueError) as err:  # no such folder / not cached / broken config.json
+            raise ArtifactError(
+                f"hf encoder model_name {model_name!r}: expected a local folder (or a hub id "
+                f"already in the cache) with a valid config.json; {_one_line(err)}"
+            ) from None
     if not config or "model_type" not in config:
         raise ValueError("hf encoder needs model_name, or a config dict with a 'model_type'")
     options = {k: v for k, v in config.items() if k != "model_type"}
     return AutoConfig.for_model(config["model_type"], **options)
+
+
+def _one_line(err: BaseException, limit: int = 300) -> str:
+    text = " ".join(str(err).split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def tower_config(cfg: PretrainedConfig, modality: str) -> PretrainedConfig:
@@ -186,8 +198,16 @@ class HFEncoder(Encoder):
         if model_name:
             shown = hf_logging.is_progress_bar_enabled()
             hf_logging.disable_progress_bar()  # a local folder: no "Loading weights" bar per load
-            try:
-                model = AutoModel.from_pretrained(model_name, local_files_only=True)
+            try:  # safetensors only: a pickled pytorch_model.bin is never unpickled
+                model = AutoModel.from_pretrained(
+                    model_name, local_files_only=True, use_safetensors=True
+                )
+            except (OSError, ValueError, RuntimeError) as err:
+                raise ArtifactError(
+                    f"hf encoder model_name {model_name!r}: expected its weights as "
+                    f"model.safetensors (polymodal never loads pickled .bin / .pt weights; "
+                    f"convert them with safetensors); {_one_line(err)}"
+                ) from None
             finally:
                 if shown:
                     hf_logging.enable_progress_bar()
