@@ -3,30 +3,33 @@ preprocesses its rows and runs the network). Requests are described by :mod:`.sc
 model's own input columns, so the OpenAPI schema, validation and error messages share one
 description. Never imports the training code.
 
-Bad input is a 4xx naming the row and field: pydantic's 422 (missing / extra field, wrong type,
-NaN, malformed JSON), 413 for an oversize body, 422 for undecodable base64, an unreadable upload
-or a file path outside the allowed folder, and the pipeline's own data errors (an unreadable
-image/audio cell) as 422.
+Bad input is a 4xx naming the row and field, and every status a route can answer is in the
+OpenAPI schema: 422 for a cell, row or body that cannot be used (pydantic's errors: missing /
+extra field, wrong type, NaN, malformed JSON; undecodable base64, a path outside the allowed
+folder, an unreadable image/audio cell; a malformed or truncated form), 413 for a body over
+``max_body_bytes`` (counted as it arrives) or files that would decode to more than
+``max_decode_bytes``, 415 for an upload that is not a form. Messages name no server folder.
 """
 
 # no ``from __future__ import annotations``: FastAPI reads the endpoint's annotations, and the
 # request model is built at run time inside ``create_app``
-import contextlib
-import tempfile
+from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any, Literal
 
 import pandas as pd
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, Request, Response
+from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.routing import APIRoute
 from pydantic import BaseModel
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.exceptions import HTTPException
 
 from polymodal.data.base import DataError
 from polymodal.evaluation.predict import predict_frame
 from polymodal.export.artifact import Artifact, load_artifact
 from polymodal.serving import schema as S
+from polymodal.serving.limits import BodyLimit, DecodeBudget
 from polymodal.serving.search import add_search_route
 
 
@@ -42,7 +45,13 @@ class PredictResponse(BaseModel):
 class Served:
     """The loaded model and what each request needs from it."""
 
-    def __init__(self, model_dir: str | Path, backend: str, data_dir: str | Path | None) -> None:
+    def __init__(
+        self,
+        model_dir: str | Path,
+        backend: str,
+        data_dir: str | Path | None,
+        max_decode_bytes: int,
+    ) -> None:
         if backend not in ("torch", "onnx"):
             raise ValueError(f"backend must be torch or onnx, got {backend!r}")
         self.art: Artifact = load_artifact(model_dir)
@@ -58,30 +67,41 @@ class Served:
                 )
             self.runner = OnnxModel(onnx_path)
         self.data_dir = Path(data_dir).resolve() if data_dir else None
+        self.max_decode_bytes = max_decode_bytes
         self.columns = S.input_columns(self.art)
+        self.files = {c: k for c, k in self.columns.items() if k in S.FILE_TYPES}
 
     def predict(self, records: list[dict[str, Any]]) -> Any:
-        """Records (cells as sent) -> the response body, or a 422 naming the row and field."""
-        cells = [
-            (i, col, kind)
-            for i, rec in enumerate(records)
-            for col, kind in self.columns.items()
-            if kind in S.FILE_TYPES and _filled(rec[col])
-        ]
-        with contextlib.ExitStack() as stack:  # a scratch folder only for decoded files
-            tmp = Path(stack.enter_context(tempfile.TemporaryDirectory())) if cells else Path()
-            try:
-                for i, col, kind in cells:
-                    records[i][col] = S.decode_file(
-                        records[i][col], i, col, kind, tmp, self.data_dir
-                    )
-                frame = pd.DataFrame.from_records(records, columns=list(self.columns))
-                out = predict_frame(
-                    self.art.model, self.art.pipeline, frame, tmp, "<request>", self.runner
-                )
-            except (S.CellError, DataError, ValueError, OSError) as err:  # the cell's fault
-                return JSONResponse(status_code=422, content={"detail": str(err)})
+        """Records (cells as sent) -> the response body, or a 422 naming the row and field (a
+        413 when the files are over the decode budget)."""
+        try:
+            self.read_files(records)
+            frame = pd.DataFrame.from_records(records, columns=list(self.columns))
+            # every path cell is absolute by now; file cells sent as bytes are decoded in memory
+            out = predict_frame(
+                self.art.model, self.art.pipeline, frame, Path(), "<request>", self.runner
+            )
+        except (S.CellError, DataError, ValueError, OSError) as err:  # the cell's fault
+            return S.error(422, S.public(str(err), self.data_dir))
         return {"predictions": [_row(self.art, out, i) for i in range(len(out))]}
+
+    def read_files(self, records: list[dict[str, Any]]) -> None:
+        """Each file cell -> what the preprocessing reads (bytes, or a path inside the data
+        folder), in place. A cell repeated in a column is decoded from base64 and measured once
+        (and the preprocessing decodes equal bytes once); the request's files must fit the decode
+        budget (a 413 otherwise)."""
+        seen: dict[tuple[str, str | bytes], bytes | str] = {}
+        budget = DecodeBudget(self.max_decode_bytes)
+        for i, rec in enumerate(records):
+            for col, kind in self.files.items():
+                cell = rec[col]
+                if not _filled(cell):
+                    continue
+                if (col, cell) not in seen:
+                    target = S.file_cell(cell, i, col, kind, self.data_dir)
+                    budget.spend(kind, target, i, col)
+                    seen[col, cell] = target
+                rec[col] = seen[col, cell]
 
     def metadata(self) -> dict[str, Any]:
         outputs: dict[str, Any] = {}
@@ -101,11 +121,13 @@ def create_app(
     data_dir: str | Path | None = None,
     max_body_bytes: int = 16 * 2**20,
     max_rows: int = 1024,
+    max_decode_bytes: int = 512 * 2**20,  # what one request's files may decode to, together
 ) -> FastAPI:
-    served = Served(model_dir, backend, data_dir)
+    served = Served(model_dir, backend, data_dir, max_decode_bytes)
     Body = S.request_model(served.columns, max_rows)
     app = FastAPI(title="polymodal model server", version="1")
     app.add_exception_handler(RequestValidationError, S.validation_error)  # type: ignore[arg-type]
+    app.add_exception_handler(HTTPException, http_error)  # type: ignore[arg-type]
 
     app.add_middleware(BodyLimit, max_bytes=max_body_bytes)
 
@@ -117,44 +139,55 @@ def create_app(
     def metadata() -> dict[str, Any]:
         return served.metadata()
 
-    @app.post("/predict", response_model=PredictResponse)
+    @app.post("/predict", response_model=PredictResponse, responses=S.ERRORS)
     def predict(body: Body) -> Any:  # type: ignore[valid-type]
         return served.predict([r.model_dump() for r in body.rows])  # type: ignore[attr-defined]
 
     async def upload(request: Request, **values: Any) -> Any:
         try:
             record = await S.form_record(served.columns, request, values)
-        except S.CellError as err:
-            return JSONResponse(status_code=422, content={"detail": str(err)})
+        except ValueError as err:  # a CellError, or a form without any of the fields
+            return S.error(422, str(err))
         return served.predict([record])
 
     upload.__signature__ = S.form_signature(served.columns)  # type: ignore[attr-defined]
-    app.post(
+    app.router.add_api_route(
         "/predict/upload",
+        upload,
+        methods=["POST"],
         response_model=PredictResponse,
+        responses=S.UPLOAD_ERRORS,
         summary="Predict one row sent as a multipart form (image/audio as file uploads)",
-    )(upload)
-    add_search_route(app, served.art, model_dir, served.data_dir)  # when the model has an index
+        route_class_override=FormRoute,
+    )
+    add_search_route(app, served.art, model_dir, served.data_dir, max_decode_bytes)
     return app
 
 
-class BodyLimit:
-    """413 for a body whose declared length is over the limit, before it is read. A plain ASGI
-    middleware: Starlette's ``BaseHTTPMiddleware`` costs about a millisecond per request."""
+Handler = Callable[[Request], Coroutine[Any, Any, Response]]
 
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
-        self.app, self.max_bytes = app, max_bytes
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http":
-            size = dict(scope["headers"]).get(b"content-length", b"")
-            if size.isdigit() and int(size) > self.max_bytes:
-                detail = f"request body is {size.decode()} bytes; the limit is {self.max_bytes}"
-                await JSONResponse(status_code=413, content={"detail": detail})(
-                    scope, receive, send
-                )
-                return
-        await self.app(scope, receive, send)
+class FormRoute(APIRoute):
+    """A route whose body must be a complete form: the body (already within the size limit) is
+    read first, so another content type is a 415 and a truncated multipart body a 422 before
+    FastAPI's form parser, which would take either for a form with every field missing."""
+
+    def get_route_handler(self) -> Handler:
+        parse = super().get_route_handler()
+
+        async def handler(request: Request) -> Response:
+            problem = S.form_problem(request.headers.get("content-type"), await request.body())
+            return S.error(*problem) if problem else await parse(request)
+
+        return handler
+
+
+async def http_error(request: Request, exc: HTTPException) -> Response:
+    """FastAPI answers a body its parsers reject (e.g. invalid multipart data) with a bare 400;
+    it is a 422 here, like malformed JSON, so every refusal of a body has one documented code."""
+    if exc.status_code == 400:
+        return S.error(422, f"the request body cannot be parsed: {exc.detail}")
+    return await http_exception_handler(request, exc)
 
 
 def _filled(value: Any) -> bool:

@@ -1,31 +1,70 @@
 """What a request may hold, described once from the model's own input columns: the pydantic row
 model (JSON bodies, validation and the OpenAPI schema), the multipart form's fields, and how an
 image/audio cell (base64, a data: URI, an uploaded file or a path inside the allowed folder)
-becomes a file the preprocessing can read. Every refusal names the row and the field."""
+becomes what the preprocessing reads (bytes, or a path). Every refusal names the row and the
+field, and none names a folder of the server."""
 
 # no ``from __future__ import annotations``: FastAPI reads these annotations at run time
 import base64
 import binascii
 import inspect
 import math
+import re
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi import File, Form, Request, UploadFile
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field, create_model
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    Strict,
+    create_model,
+)
+from python_multipart.multipart import parse_options_header
 from starlette.datastructures import UploadFile as Upload  # what form parsing hands over
 
 from polymodal.export.artifact import Artifact
 
 FILE_TYPES = ("image", "audio")
+MAX_PATH_CHARS = 4096  # PATH_MAX: a longer file cell is never looked up as a path
+MAX_NAME_CHARS = 255  # NAME_MAX: the longest name of one folder or file
+FORM_TYPES = ("multipart/form-data", "application/x-www-form-urlencoded")
+
+
+def unicode_text(value: str) -> str:
+    """``value`` if it can be encoded as UTF-8: JSON can carry a lone surrogate (``"\\ud800"``),
+    which no tokenizer, file name or response can encode."""
+    if not value.isascii():
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError as err:
+            raise ValueError(
+                f"expected valid Unicode text, got a lone surrogate "
+                f"(U+{ord(value[err.start]):04X}) at character {err.start}"
+            ) from None
+    return value
+
+
+def category(value: Any) -> Any:
+    """A category is a string or a number; JSON's true/false would otherwise become 1/0."""
+    if isinstance(value, bool):
+        raise ValueError(f"expected a category (a string or a number), got {str(value).lower()}")
+    return unicode_text(value) if isinstance(value, str) else value
+
+
+Text = Annotated[str, AfterValidator(unicode_text)]
+# strict: a JSON true/false or "35" is refused where a number or a category is expected
 PY_TYPES: dict[str, Any] = {
-    "text": str | None,
-    "numeric": float | None,
-    "categorical": str | int | float | None,
-    "image": str | None,  # base64 (or a data: URI), or a path inside the allowed folder
-    "audio": str | None,
+    "text": Text | None,
+    "numeric": Annotated[float, Strict()] | None,  # integers are accepted as numbers
+    "categorical": Annotated[str | int | float, BeforeValidator(category)] | None,
+    "image": Text | None,  # base64 (or a data: URI), or a path inside the allowed folder
+    "audio": Text | None,
 }
 
 
@@ -35,6 +74,26 @@ class CellError(ValueError):
     def __init__(self, row: int, field: str, expected: str) -> None:
         super().__init__(f"row {row}, field {field!r}: {expected}")
         self.row, self.field = row, field
+
+
+class Issue(BaseModel):
+    loc: list[str | int]
+    msg: str
+    type: str
+    message: str  # "row 3, field 'age': ..."
+
+
+class ErrorBody(BaseModel):
+    detail: str | list[Issue]  # one line naming row and field, or pydantic's list of issues
+
+
+ERRORS: dict[int | str, dict[str, Any]] = {
+    413: {"model": ErrorBody, "description": "body over the size limit, or files that would "
+          "decode to more than the per-request limit"},
+    422: {"model": ErrorBody, "description": "a cell, row or body that cannot be used; the "
+          "message names the row and field"},
+}  # fmt: skip
+UPLOAD_ERRORS = {**ERRORS, 415: {"model": ErrorBody, "description": "not a form body"}}
 
 
 def input_columns(art: Artifact) -> dict[str, str]:
@@ -100,7 +159,35 @@ async def form_record(
         elif kind == "numeric" and value not in (None, ""):
             value = _number(value, col)
         record[col] = value if value != "" else None
+    if all(v is None for v in record.values()):  # most likely a client that sent no form at all
+        raise ValueError(
+            f"row 0: every input is missing (the form fills none of {list(columns)}); "
+            "send at least one"
+        )
     return record
+
+
+def form_problem(content_type: str | None, body: bytes) -> tuple[int, str] | None:
+    """Why ``body`` cannot be the upload route's form, as (status, message), or None: another
+    content type is a 415; a multipart body without a boundary, or cut short before its closing
+    boundary (a truncated upload, which the parser would take for a form with fields missing), a
+    422."""
+    raw, params = parse_options_header(content_type or "")  # the type comes lower-cased
+    kind = raw.decode("latin-1")
+    if kind not in FORM_TYPES:
+        return 415, (
+            f"expected a multipart/form-data body (or a url-encoded form), got "
+            f"{kind[:60] or 'no content type'!r}; JSON rows go to /predict"
+        )
+    if kind != "multipart/form-data":
+        return None
+    boundary = params.get(b"boundary")
+    if not boundary:
+        return 422, "the multipart body's content type names no boundary"
+    closing = body.rfind(b"--" + boundary + b"--")
+    if closing < 0 or (closing > 0 and body[closing - 2 : closing] != b"\r\n"):
+        return 422, "the multipart body is incomplete: it ends before its closing boundary"
+    return None
 
 
 def _number(value: str, col: str) -> float:
@@ -113,43 +200,67 @@ def _number(value: str, col: str) -> float:
     return number
 
 
+def _path_like(value: str) -> bool:
+    """Whether ``value`` is worth one ``stat``: short enough for the OS to take (a longer cell is
+    base64 or nothing, and resolving it component by component would cost minutes)."""
+    return (
+        len(value) <= MAX_PATH_CHARS
+        and "\x00" not in value
+        and all(len(part) <= MAX_NAME_CHARS for part in value.split("/"))
+    )
+
+
 def _inside(data_dir: Path, value: str) -> Path | None:
-    """``value`` as an existing file inside ``data_dir``, or None (a long base64 string is not a
-    usable file name: the OS refuses it, and that only means it is not a path)."""
+    """``value`` as an existing file inside ``data_dir``, or None. One ``stat`` first; only an
+    existing file is resolved (symlinks followed) and checked to be inside."""
     try:
-        path = (data_dir / value).resolve()
-        return path if path.is_relative_to(data_dir) and path.is_file() else None
-    except (OSError, ValueError):
+        candidate = data_dir / value
+        if not candidate.is_file():
+            return None
+        path = candidate.resolve()
+        return path if path.is_relative_to(data_dir) else None
+    except (OSError, ValueError):  # a name the OS refuses (e.g. a lone surrogate)
         return None
 
 
-def decode_file(
-    value: str | bytes, row: int, field: str, kind: str, folder: Path, data_dir: Path | None
-) -> str:
-    """A cell -> a file path the preprocessing reads: uploaded bytes and base64 / data: URIs are
-    written to ``folder``; a path is accepted only inside ``data_dir``."""
+def file_cell(
+    value: str | bytes, row: int, field: str, kind: str, data_dir: Path | None
+) -> bytes | str:
+    """A cell -> what the preprocessing reads: uploaded bytes and base64 / data: URIs as bytes, a
+    path only inside ``data_dir``. A data: URI is never a path; a cell that is too long for a
+    path is only tried as base64."""
     if isinstance(value, bytes):
-        blob = value
-    else:
-        raw = value.split(",", 1)[1] if value.startswith("data:") else value
-        if data_dir is not None and not value.startswith("data:"):
-            path = _inside(data_dir, value)
-            if path is not None:
-                return str(path)
-        try:
-            blob = base64.b64decode(raw, validate=True)
-        except (binascii.Error, ValueError):
-            allowed = (
-                f"or a path inside {data_dir}"
-                if data_dir
-                else "(file paths are not accepted: the server has no --data-dir)"
-            )
+        return value
+    if value.startswith("data:"):
+        header, comma, payload = value.partition(",")
+        if not comma:
             raise CellError(
-                row, field, f"expected base64-encoded {kind} bytes or a data: URI {allowed}"
-            ) from None
-    target = folder / f"{row}_{len(list(folder.iterdir()))}.bin"  # format read from the bytes
-    target.write_bytes(blob)
-    return str(target)
+                row, field, f"expected a data: URI of the form data:<type>;base64,<{kind} "
+                f"bytes in base64>, got one without a comma ({header[:40]!r})",
+            )  # fmt: skip
+        return _base64(payload, row, field, kind, f"base64-encoded {kind} bytes after the comma")
+    path_like = data_dir is not None and _path_like(value)
+    if path_like:
+        path = _inside(data_dir, value)  # type: ignore[arg-type]
+        if path is not None:
+            return str(path)
+    if data_dir is None:
+        where = "(file paths are not accepted: the server has no --data-dir)"
+    elif path_like:
+        where = "or the path of a file inside the server's data folder (no such file there)"
+    else:
+        where = f"(too long for a file path: over {MAX_PATH_CHARS} characters or a name over {MAX_NAME_CHARS})"  # fmt: skip
+    return _base64(value, row, field, kind, f"base64-encoded {kind} bytes or a data: URI {where}")
+
+
+def _base64(text: str, row: int, field: str, kind: str, expected: str) -> bytes:
+    try:
+        blob = base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError):  # bad characters or padding, or not ASCII
+        raise CellError(row, field, f"expected {expected}; it is not valid base64") from None
+    if not blob:
+        raise CellError(row, field, f"expected {expected}; it decodes to no bytes")
+    return blob
 
 
 def _where(loc: tuple[Any, ...] | list[Any]) -> str:
@@ -169,3 +280,20 @@ async def validation_error(request: Request, exc: RequestValidationError) -> JSO
         for e in exc.errors()
     ]  # fmt: skip
     return JSONResponse(status_code=422, content={"detail": errors})
+
+
+def error(status: int, detail: str) -> JSONResponse:
+    """A one-line error; anything a client sent that UTF-8 cannot carry is escaped, not a 500."""
+    text = detail.encode("utf-8", "backslashreplace").decode("utf-8")
+    return JSONResponse(status_code=status, content={"detail": text})
+
+
+_IN_MEMORY = re.compile(r" ?'?<_io\.BytesIO object at 0x[0-9a-fA-F]+>'?")
+
+
+def public(message: str, data_dir: Path | None) -> str:
+    """A data error as the client may read it: paths relative to the data folder, and the
+    in-memory file the decoder saw (a BytesIO and its address) left out."""
+    if data_dir is not None:
+        message = message.replace(f"{data_dir}/", "")
+    return _IN_MEMORY.sub("", message)

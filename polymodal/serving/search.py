@@ -5,24 +5,23 @@ was expected (wrong modality, empty text, unreadable image, k beyond the collect
 built by another model); never imports the training code."""
 
 # no ``from __future__ import annotations``: FastAPI reads the endpoint's annotations
-import tempfile
 from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI
-from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from polymodal.data.base import DataError
 from polymodal.export import index as ix
 from polymodal.export.artifact import Artifact
 from polymodal.serving import schema as S
+from polymodal.serving.limits import DecodeBudget
 
 
 class SearchRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    text: str | None = Field(None, description="text query")
-    image: str | None = Field(None, description="image query: base64, a data: URI, or a path inside --data-dir")  # fmt: skip
+    text: S.Text | None = Field(None, description="text query")
+    image: S.Text | None = Field(None, description="image query: base64, a data: URI, or a path inside --data-dir")  # fmt: skip
     k: int = Field(10, ge=1, description="how many rows to return")
     column: str | None = Field(None, description="which index, when the model has several")
 
@@ -38,22 +37,23 @@ class SearchResponse(BaseModel):
     hits: list[Hit]
 
 
-def add_search_route(app: FastAPI, art: Artifact, model_dir: str | Path, data_dir: Path | None) -> None:  # fmt: skip
+def add_search_route(app: FastAPI, art: Artifact, model_dir: str | Path, data_dir: Path | None, max_decode_bytes: int) -> None:  # fmt: skip
     """Mount ``POST /search`` when ``model_dir`` holds at least one index."""
     names = ix.list_indexes(model_dir)
     if not names:
         return
     indexes = {n: ix.load_index(model_dir, n) for n in names}
 
-    @app.post("/search", response_model=SearchResponse, summary="Nearest rows of the stored index")
+    @app.post("/search", response_model=SearchResponse, responses=S.ERRORS,
+              summary="Nearest rows of the stored index")  # fmt: skip
     def search(body: SearchRequest) -> Any:
         try:
-            return {"hits": _search(art, indexes, body, data_dir)}
+            return {"hits": _search(art, indexes, body, data_dir, max_decode_bytes)}
         except (S.CellError, DataError, ValueError, OSError) as err:
-            return JSONResponse(status_code=422, content={"detail": str(err)})
+            return S.error(422, S.public(str(err), data_dir))
 
 
-def _search(art: Artifact, indexes: dict[str, ix.SearchIndex], body: SearchRequest, data_dir: Path | None) -> list[dict[str, Any]]:  # fmt: skip
+def _search(art: Artifact, indexes: dict[str, ix.SearchIndex], body: SearchRequest, data_dir: Path | None, max_decode_bytes: int) -> list[dict[str, Any]]:  # fmt: skip
     if (body.text is None) == (body.image is None):
         raise ValueError("send exactly one of 'text' or 'image'")
     if body.column is None and len(indexes) > 1:
@@ -62,12 +62,12 @@ def _search(art: Artifact, indexes: dict[str, ix.SearchIndex], body: SearchReque
     if name not in indexes:
         raise ValueError(f"no index of column {body.column!r}; valid choices: {sorted(indexes)}")
     si = indexes[name]
-    with tempfile.TemporaryDirectory(prefix="polymodal-search-") as tmp:
-        if body.text is not None:
-            hits = ix.search(art, si, [body.text], "text", body.k)
-        else:
-            path = S.decode_file(str(body.image), 0, "image", "image", Path(tmp), data_dir)
-            hits = ix.search(art, si, [path], "image", body.k)
+    if body.text is not None:
+        hits = ix.search(art, si, [body.text], "text", body.k)
+    else:
+        image = S.file_cell(str(body.image), 0, "image", "image", data_dir)
+        DecodeBudget(max_decode_bytes).spend("image", image, 0, "image")
+        hits = ix.search(art, si, [image], "image", body.k)
     column = si.meta["column"]
     return [{"rank": int(r["rank"]), "id": r["id"], "score": float(r["score"]), "value": r[column]}
             for r in hits.to_dict("records")]  # fmt: skip
