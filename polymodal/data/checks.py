@@ -160,6 +160,8 @@ def column_findings(
     found: list[Finding] = []
     for col in columns:
         series, kind = part[col], kinds.get(col, "")
+        if kind == "numeric" and not pd.api.types.is_numeric_dtype(series):
+            series = pd.to_numeric(series, errors="coerce")  # numbers written as text
         share = missing_share(series)
         if share >= MOSTLY_MISSING:
             found.append(Finding(col, "missing", f"{share:.0%} of its cells are missing"))

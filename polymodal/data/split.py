@@ -93,7 +93,8 @@ def resolve_tables(
 ) -> tuple[Table, Table | None, Table | None]:
     """(train, val, test) from the tables given, else the config's; without a validation table
     the training table is split (by ``split_column`` or seeded, stratified on the first
-    classification output), and its test part is used when no test table is given."""
+    classification output), and its test part is used when no test table is given (with one,
+    only a validation part is split off)."""
     train = train if train is not None else cfg.train
     val = val if val is not None else cfg.val
     test = test if test is not None else cfg.test
@@ -105,6 +106,8 @@ def resolve_tables(
         return (frame, base, src), read_any(val, "val", base_dir), test_part
     first = outputs[0]
     strat = first.name if first.task in ("binary", "multiclass") else None
+    if test_part is not None:  # a test table is given: no training rows are held out for one
+        cfg = cfg.model_copy(update={"test_fraction": 0.0})
     tr, va, te = split_frame(frame, cfg, strat, src)
     if test_part is None and len(te):
         test_part = (te, base, f"{src} (test split)")
