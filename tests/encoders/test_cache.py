@@ -138,3 +138,20 @@ def test_hf_text_ignores_all_pad_columns():
     padded = torch.cat([x, torch.zeros(2, 6, dtype=torch.long)], dim=1)
     with torch.no_grad():
         torch.testing.assert_close(enc(padded), enc(x), atol=1e-5, rtol=1e-5)
+
+
+def test_predict_and_evaluate_reuse_the_cache(tmp_path):
+    frame = make_table(tmp_path, n=40)
+    Predictor(_config(tmp_path / "cache")).fit(frame, base_dir=tmp_path).save(tmp_path / "m")
+    new = make_table(tmp_path / "new", n=12, seed=5)
+    loaded = Predictor.load(tmp_path / "m")
+    first = loaded.predict_proba(new, base_dir=tmp_path / "new")  # unseen rows: encoded, cached
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("the frozen encoder ran again")
+
+    loaded.artifact_.model.encoders["review"].forward = refuse
+    again = loaded.predict_proba(new, base_dir=tmp_path / "new")
+    pd.testing.assert_frame_equal(first, again)
+    assert loaded.evaluate(new, base_dir=tmp_path / "new")["n_rows"] == 12
+    assert not loaded.artifact_.model.feature_caches  # detached again after the call
