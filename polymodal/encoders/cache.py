@@ -201,8 +201,15 @@ class FeatureCache:
             rows = rows[torch.argsort((x[rows] != pad).sum(1), stable=True)]
         digests = list(first)
         order = {i: k for k, i in zip(digests, first.values(), strict=True)}
+        starts = list(range(0, len(rows), batch_size))
+        # batches of similar length, taken in a seeded random order: the rate stays even, so
+        # the progress bar's ETA holds from the start (sorted order would speed up, or slow down)
+        starts = [
+            starts[i]
+            for i in torch.randperm(len(starts), generator=torch.Generator().manual_seed(0))
+        ]
         with progress(len(rows), what) as bar:
-            for start in range(0, len(rows), batch_size):
+            for start in starts:
                 chunk = rows[start : start + batch_size]
                 out = encoder(x[chunk.to(x.device)]).detach().float().cpu()
                 for i, v in zip(chunk.tolist(), out, strict=True):
