@@ -7,6 +7,7 @@ in ONNX Runtime, on a labelled table (the test split).
 
 from __future__ import annotations
 
+import logging
 import shutil
 import tempfile
 from pathlib import Path
@@ -22,6 +23,8 @@ from polymodal.export.artifact import Artifact, load_artifact, save_artifact
 from polymodal.export.onnx import OnnxModel, export_checked, table_batch, text_inputs
 from polymodal.train.loop import train
 from polymodal.utils.io import read_json, write_json
+
+log = logging.getLogger("polymodal.compress")
 
 # the metric reported for the first output, by task
 METRIC = {"binary": "roc_auc", "multiclass": "accuracy", "multilabel": "micro_f1",
@@ -122,6 +125,7 @@ def compare(
         ):
             art = load_artifact(folder)
             if not onnx_path.exists():
+                log.info("%s: exporting to ONNX and checking parity", label)
                 export_checked(
                     art.model,
                     table_batch(art.pipeline, table, rows),
@@ -157,6 +161,9 @@ def _measure(
         ("torch", art.model, [weights]),
         ("onnx", OnnxModel(onnx_path), [onnx_path]),
     ):
+        log.info(
+            "%s (%s): latency over %d calls, metric on %d rows", label, runtime, repeats, len(data)
+        )
         report = evaluate(art.model, data, art.pipeline, runner=runner)
         out.append({"variant": f"{label}_{runtime}", "size_mb": size_mb(*files),
                     "params": params, "nonzero_params": nonzero, **profile(runner, batch, singles, repeats),

@@ -32,6 +32,7 @@ from polymodal.encoders.cache import weights_digest
 from polymodal.export.artifact import Artifact
 from polymodal.utils.errors import PolymodalError
 from polymodal.utils.io import atomic_write_text, read_json
+from polymodal.utils.progress import progress
 
 INDEX_DIR = "index"
 KINDS = ("auto", "flat", "hnsw", "ivf")
@@ -110,9 +111,11 @@ def embed(
     encoder = art.model.encoders[art.model.tied.get(inp.name, inp.name)]
     art.model.eval()
     chunks = []
-    for start in range(0, len(data), batch_size):
-        rows = torch.arange(start, min(start + batch_size, len(data)))
-        chunks.append(head.embed(inp.name, encoder(data.rows(rows))).float())
+    with progress(len(data), f"{inp.name}: embedding for the index") as bar:
+        for start in range(0, len(data), batch_size):
+            rows = torch.arange(start, min(start + batch_size, len(data)))
+            chunks.append(head.embed(inp.name, encoder(data.rows(rows))).float())
+            bar.advance(len(rows))
     vectors = torch.cat(chunks) if chunks else torch.zeros(0, head.dim)
     return vectors.numpy(), data.present.numpy()
 
