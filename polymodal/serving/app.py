@@ -77,9 +77,10 @@ class Served:
         try:
             self.read_files(records)
             frame = pd.DataFrame.from_records(records, columns=list(self.columns))
-            # every path cell is absolute by now; file cells sent as bytes are decoded in memory
+            # path cells are relative to the data folder by now; bytes are decoded in memory
+            base_dir = self.data_dir or Path()
             out = predict_frame(
-                self.art.model, self.art.pipeline, frame, Path(), "<request>", self.runner
+                self.art.model, self.art.pipeline, frame, base_dir, "<request>", self.runner
             )
         except (S.CellError, DataError, ValueError, OSError) as err:  # the cell's fault
             return S.error(422, S.public(str(err), self.data_dir))
@@ -91,7 +92,7 @@ class Served:
         (and the preprocessing decodes equal bytes once); the request's files must fit the decode
         budget (a 413 otherwise)."""
         seen: dict[tuple[str, str | bytes], bytes | str] = {}
-        budget = DecodeBudget(self.max_decode_bytes)
+        budget = DecodeBudget(self.max_decode_bytes, self.data_dir)
         for i, rec in enumerate(records):
             for col, kind in self.files.items():
                 cell = rec[col]

@@ -79,7 +79,7 @@ def _audio_values(src: Any) -> int:
 MEASURES: dict[str, Callable[[Any], int]] = {"image": _image_values, "audio": _audio_values}
 
 
-def decoded_bytes(kind: str, target: bytes | str) -> int:
+def decoded_bytes(kind: str, target: bytes | Path) -> int:
     """About how much memory decoding one file cell takes, from its header alone; the file's own
     size when there is no header to read (the decoder will then refuse it, naming the row)."""
     measure = MEASURES.get(kind)
@@ -90,18 +90,21 @@ def decoded_bytes(kind: str, target: bytes | str) -> int:
             )
         except Exception:
             pass
-    return len(target) if isinstance(target, bytes) else Path(target).stat().st_size
+    return len(target) if isinstance(target, bytes) else target.stat().st_size
 
 
 class DecodeBudget:
     """The decoded bytes one request's file cells may take together (each distinct cell counted
-    once, as it is decoded once); over the budget is a 413 naming where it ran out."""
+    once, as it is decoded once); over the budget is a 413 naming where it ran out. Path cells
+    are relative to ``folder`` (the data folder)."""
 
-    def __init__(self, max_bytes: int) -> None:
-        self.left, self.max_bytes = max_bytes, max_bytes
+    def __init__(self, max_bytes: int, folder: Path | None) -> None:
+        self.left, self.max_bytes, self.folder = max_bytes, max_bytes, folder or Path()
 
     def spend(self, kind: str, target: bytes | str, row: int, field: str) -> None:
-        self.left -= decoded_bytes(kind, target)
+        self.left -= decoded_bytes(
+            kind, target if isinstance(target, bytes) else self.folder / target
+        )
         if self.left < 0:
             raise HTTPException(
                 413,

@@ -227,7 +227,7 @@ def file_cell(
     value: str | bytes, row: int, field: str, kind: str, data_dir: Path | None
 ) -> bytes | str:
     """A cell -> what the preprocessing reads: uploaded bytes and base64 / data: URIs as bytes, a
-    path only inside ``data_dir``. A data: URI is never a path; a cell that is too long for a
+    path only inside ``data_dir`` (relative to it). A data: URI is never a path; a cell that is too long for a
     path is only tried as base64."""
     if isinstance(value, bytes):
         return value
@@ -242,8 +242,8 @@ def file_cell(
     path_like = data_dir is not None and _path_like(value)
     if path_like:
         path = _inside(data_dir, value)  # type: ignore[arg-type]
-        if path is not None:
-            return str(path)
+        if path is not None:  # relative, to be read with the data folder as the table's folder
+            return str(path.relative_to(data_dir))  # type: ignore[arg-type]
     if data_dir is None:
         where = "(file paths are not accepted: the server has no --data-dir)"
     elif path_like:
@@ -295,5 +295,5 @@ def public(message: str, data_dir: Path | None) -> str:
     """A data error as the client may read it: paths relative to the data folder, and the
     in-memory file the decoder saw (a BytesIO and its address) left out."""
     if data_dir is not None:
-        message = message.replace(f"{data_dir}/", "")
+        message = message.replace(f"{data_dir}/", "").replace(str(data_dir), "<data folder>")
     return _IN_MEMORY.sub("", message)

@@ -66,8 +66,8 @@ def _search(art: Artifact, indexes: dict[str, ix.SearchIndex], body: SearchReque
         hits = ix.search(art, si, [body.text], "text", body.k)
     else:
         image = S.file_cell(str(body.image), 0, "image", "image", data_dir)
-        DecodeBudget(max_decode_bytes).spend("image", image, 0, "image")
-        hits = ix.search(art, si, [image], "image", body.k)
+        DecodeBudget(max_decode_bytes, data_dir).spend("image", image, 0, "image")
+        hits = ix.search(art, si, [image], "image", body.k, base_dir=data_dir)
     column = si.meta["column"]
     return [{"rank": int(r["rank"]), "id": r["id"], "score": float(r["score"]), "value": r[column]}
             for r in hits.to_dict("records")]  # fmt: skip

@@ -14,28 +14,19 @@ import schemathesis
 from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from schemathesis import GenerationMode
+from schemathesis.checks import (
+    content_type_conformance,
+    negative_data_rejection,
+    not_a_server_error,
+    response_schema_conformance,
+    status_code_conformance,
+)
 
 from polymodal import Predictor
 from polymodal.serving.app import create_app
-from tests.tables import config_for, make_table
-
-
-@pytest.fixture(scope="module")
-def served(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("serve")
-    frame = make_table(folder, n=36)
-    cfg = config_for("concat", epochs=1)
-    cfg["outputs"].append({"name": "flag", "task": "binary"})
-    model = folder / "model"
-    Predictor(cfg).fit(frame.drop(columns=["score"]), base_dir=folder).save(model)
-    client = TestClient(create_app(model, data_dir=folder, max_body_bytes=200_000))
-    return folder, frame, client
-
-
-def _row(frame, i=1, **change):  # row 0 has no size: start where every modality is present
-    rec = frame.iloc[i][["review", "photo", "voice", "age", "size"]].to_dict()
-    rec["size"] = rec["size"] if isinstance(rec["size"], str) else None
-    return {**rec, **change}
+from tests.serving.util import row as _row
+from tests.serving.util import upload as _upload
 
 
 def test_health_metadata_openapi(served):
@@ -161,14 +152,6 @@ def test_server_does_not_import_training_code(served):
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
-def _upload(folder, rec):
-    files = {
-        "photo": ("p.png", (folder / rec["photo"]).read_bytes(), "image/png"),
-        "voice": ("v.wav", (folder / rec["voice"]).read_bytes(), "audio/wav"),
-    }
-    return {"review": rec["review"], "age": str(rec["age"]), "size": rec["size"]}, files
-
-
 def test_multipart_upload_predicts_like_json(served):
     folder, frame, client = served
     rec = _row(frame, 1)
@@ -214,16 +197,27 @@ def test_corrupt_upload_is_422(served):
 
 
 def test_openapi_fuzz_finds_no_5xx(served):
-    """schemathesis generates requests from the served OpenAPI schema, every operation."""
+    """schemathesis generates requests from the served OpenAPI schema, every operation: valid
+    ones and (for the POST routes) invalid ones, which must be refused. Every answer is one the
+    schema documents (status code, content type, body schema) and none is a 5xx."""
     schema = schemathesis.openapi.from_asgi("/openapi.json", served[2].app)
     operations = [result.ok() for result in schema.get_all_operations()]
     assert {op.path for op in operations} >= {"/predict", "/predict/upload", "/metadata"}
-    for op in operations:
+    checks = [not_a_server_error, status_code_conformance, content_type_conformance,
+              response_schema_conformance]  # fmt: skip
+    runs = [(op, GenerationMode.POSITIVE, checks) for op in operations] + [
+        (op, GenerationMode.NEGATIVE, [*checks, negative_data_rejection])
+        for op in operations
+        if op.method.upper() == "POST"
+    ]
+    for op, mode, run in runs:
+        _fuzz(op, mode, run)()
 
-        @settings(max_examples=25, deadline=None, suppress_health_check=list(HealthCheck))
-        @given(case=op.as_strategy())
-        def call(case):
-            response = case.call()
-            assert response.status_code < 500, (case.path, response.text)
 
-        call()
+def _fuzz(op, mode, checks):
+    @settings(max_examples=25, deadline=None, suppress_health_check=list(HealthCheck))
+    @given(case=op.as_strategy(generation_mode=mode))
+    def call(case):
+        case.call_and_validate(checks=checks)
+
+    return call
