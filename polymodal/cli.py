@@ -381,6 +381,9 @@ def serve(
         Path | None, typer.Option(help="folder whose files requests may name by path")
     ] = None,
     max_body_mb: Annotated[float, typer.Option(help="larger request bodies get a 413")] = 16.0,
+    max_decode_mb: Annotated[
+        float, typer.Option(help="a request whose files would decode to more gets a 413")
+    ] = 512.0,
 ) -> None:
     """Serve MODEL_DIR over HTTP: POST /predict, GET /health, GET /metadata, GET /docs."""
     import uvicorn
@@ -390,7 +393,8 @@ def serve(
     if backend not in ("torch", "onnx"):
         _fail(ValueError(f"--backend must be torch or onnx, got {backend!r}"))
     try:
-        app_ = create_app(model_dir, backend, data_dir, int(max_body_mb * 2**20))  # type: ignore[arg-type]
+        app_ = create_app(model_dir, backend, data_dir, int(max_body_mb * 2**20),  # type: ignore[arg-type]
+                          max_decode_bytes=int(max_decode_mb * 2**20))  # fmt: skip
     except USER_ERRORS as err:
         _fail(err)
     uvicorn.run(app_, host=host, port=port, log_level="warning")
