@@ -2,6 +2,7 @@
 name what was expected."""
 
 import base64
+import json
 
 import pytest
 from fastapi.testclient import TestClient
@@ -44,9 +45,20 @@ def test_text_and_image_queries(client):
         ({"image": "not base64!", "column": "review"}, "expected base64-encoded image"),
         ({"text": "red"}, "several indexes"),
         ({"column": "photo"}, "exactly one of 'text' or 'image'"),
+        ({"image": "data:", "column": "review"}, "without a comma"),
+        ({"image": "data:image/png;base64,", "column": "review"}, "decodes to no bytes"),
+        ({"image": "a./" * 2000, "column": "review"}, "too long for a file path"),
     ],
 )
 def test_bad_search_requests_are_422(client, body, message):
     _, http = client
     r = http.post("/search", json=body)
     assert r.status_code == 422 and message in r.json()["detail"], r.text
+
+
+def test_search_text_with_a_lone_surrogate_is_422(client):
+    _, http = client
+    body = json.dumps({"text": "red \ud800", "column": "photo"})  # json.dumps escapes it
+    r = http.post("/search", content=body, headers={"content-type": "application/json"})
+    assert r.status_code == 422, r.text
+    assert "lone surrogate" in r.json()["detail"][0]["message"], r.text
