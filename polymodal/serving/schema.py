@@ -58,7 +58,7 @@ def category(value: Any) -> Any:
 
 
 Text = Annotated[str, AfterValidator(unicode_text)]
-# strict: a JSON true/false or "35" is refused where a number or a category is expected
+# a JSON true/false is refused where a number or a category is expected, and "35" for a number
 PY_TYPES: dict[str, Any] = {
     "text": Text | None,
     "numeric": Annotated[float, Strict()] | None,  # integers are accepted as numbers
@@ -227,8 +227,8 @@ def file_cell(
     value: str | bytes, row: int, field: str, kind: str, data_dir: Path | None
 ) -> bytes | str:
     """A cell -> what the preprocessing reads: uploaded bytes and base64 / data: URIs as bytes, a
-    path only inside ``data_dir`` (relative to it). A data: URI is never a path; a cell that is too long for a
-    path is only tried as base64."""
+    path only inside ``data_dir`` (relative to it). A data: URI is never a path; a cell too long
+    for a path is only tried as base64."""
     if isinstance(value, bytes):
         return value
     if value.startswith("data:"):
@@ -239,11 +239,11 @@ def file_cell(
                 f"bytes in base64>, got one without a comma ({header[:40]!r})",
             )  # fmt: skip
         return _base64(payload, row, field, kind, f"base64-encoded {kind} bytes after the comma")
-    path_like = data_dir is not None and _path_like(value)
-    if path_like:
-        path = _inside(data_dir, value)  # type: ignore[arg-type]
+    path_like = _path_like(value)
+    if data_dir is not None and path_like:
+        path = _inside(data_dir, value)
         if path is not None:  # relative, to be read with the data folder as the table's folder
-            return str(path.relative_to(data_dir))  # type: ignore[arg-type]
+            return str(path.relative_to(data_dir))
     if data_dir is None:
         where = "(file paths are not accepted: the server has no --data-dir)"
     elif path_like:
@@ -266,8 +266,8 @@ def _base64(text: str, row: int, field: str, kind: str, expected: str) -> bytes:
 def _where(loc: tuple[Any, ...] | list[Any]) -> str:
     """``("body", "rows", 3, "age")`` -> ``"row 3, field 'age'"`` (or the path as given)."""
     parts = list(loc)[1:] if loc and loc[0] == "body" else list(loc)
-    if len(parts) >= 3 and parts[0] == "rows" and isinstance(parts[1], int):
-        return f"row {parts[1]}, field {parts[2]!r}"
+    if len(parts) >= 2 and parts[0] == "rows" and isinstance(parts[1], int):
+        return f"row {parts[1]}" + (f", field {parts[2]!r}" if len(parts) >= 3 else "")
     return ".".join(str(p) for p in parts) or "body"
 
 
