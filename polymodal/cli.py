@@ -91,7 +91,9 @@ def init(
     command = f"polymodal init {table} " + " ".join(f"--target {t!r}" for t in target)
     output.write_text(_config_yaml(cfg, f"{command} --preset {preset}"), encoding="utf-8")
     for inp in cfg["inputs"]:
-        enc = inp.get("encoder", {}).get("type") or (f"tied to {inp['tied']}" if inp.get("tied") else "default")
+        enc = inp.get("encoder", {}).get("type") or (
+            f"tied to {inp['tied']}" if inp.get("tied") else "default"
+        )
         cols = ", ".join(inp.get("columns") or [inp["name"]])
         typer.echo(f"{inp['type']:12s} {inp['name']} <- {cols}  [{enc}]")
     for out in cfg["outputs"]:

@@ -48,7 +48,7 @@ def id_like_name(name: str) -> bool:
 
 
 def identifier(series: pd.Series) -> str | None:
-    """"unique" for row identifiers (near-unique integers that are named like ids or run
+    """ "unique" for row identifiers (near-unique integers that are named like ids or run
     consecutively; near-unique short strings without spaces), "repeated" for id-named columns
     whose values repeat (item or user ids), else None."""
     values = series.dropna()
