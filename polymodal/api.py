@@ -128,7 +128,10 @@ class Predictor:
         seed_everything(cfg.trainer.seed)
         start_processes(cfg.trainer)  # under torchrun / accelerate launch: join the other ranks
         options = {inp.name: preprocessing_options(inp) for inp in cfg.inputs}
-        pipeline = TablePipeline(cfg.inputs, cfg.outputs, options, cfg.data.bad_cells)
+        pipeline = TablePipeline(
+            cfg.inputs, cfg.outputs, options, cfg.data.bad_cells, cfg.data.allow_outside,
+            cfg.data.roots,
+        )  # fmt: skip
         data = self._datasets(pipeline, train_data, val, test, base_dir)
         if dist.is_main_process():
             for f in config_findings(data.sample, cfg.inputs, cfg.outputs):

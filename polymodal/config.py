@@ -79,6 +79,10 @@ class DataConfig(_Strict):
     test_fraction: float = 0.1
     seed: int = 42
     bad_cells: Literal["raise", "mask"] = "raise"  # unreadable file cells: error, or mask+count
+    # image / audio path cells may name only files inside the table's folder or one of ``roots``
+    # (relative roots: to the config file's folder); true: any file the process can read
+    allow_outside: bool = False
+    roots: list[str] = Field(default_factory=list)
     # read tables in record batches instead of whole (Parquet / CSV / JSONL; a file, folder or
     # glob of shards); "auto": stream folders, globs and training tables over the threshold
     streaming: bool | Literal["auto"] = "auto"
@@ -246,6 +250,12 @@ def resolve_table_paths(data: dict[str, Any], base: Path) -> dict[str, Any]:
         value = tables.get(key)
         if isinstance(value, str) and value and not Path(value).is_absolute():
             tables[key] = str(base / value)
+    roots = tables.get("roots")
+    if isinstance(roots, list):
+        tables["roots"] = [
+            str(base / r) if isinstance(r, str) and not Path(r).expanduser().is_absolute() else r
+            for r in roots
+        ]
     return {**data, "data": tables}
 
 

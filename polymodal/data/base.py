@@ -16,6 +16,7 @@ import pandas as pd
 import torch
 
 from polymodal import registry
+from polymodal.data.paths import ANYWHERE, FileAccess
 from polymodal.data.stats import Stats
 from polymodal.utils.errors import PolymodalError
 
@@ -55,10 +56,17 @@ class Preprocessor(abc.ABC):
 
     modality: ClassVar[str] = ""
 
-    def fit(self, frame: pd.DataFrame, columns: list[str], base_dir: Path) -> Preprocessor:
+    def fit(
+        self,
+        frame: pd.DataFrame,
+        columns: list[str],
+        base_dir: Path,
+        access: FileAccess = ANYWHERE,
+    ) -> Preprocessor:
         """Learn state (vocab, statistics) from the training rows only: one ``partial_fit`` over
         all of them, then ``finish_fit``, the same code a streamed fit runs chunk by chunk."""
-        return self.finish_fit(self.partial_fit(frame, columns, base_dir), columns)
+        stats = self.partial_fit(frame, columns, base_dir, access=access)
+        return self.finish_fit(stats, columns)
 
     def partial_fit(
         self,
@@ -67,9 +75,11 @@ class Preprocessor(abc.ABC):
         base_dir: Path,
         stats: Stats | None = None,
         source: str = "<train>",
+        access: FileAccess = ANYWHERE,
     ) -> Stats:
         """``stats`` updated with these rows' statistics; statistics of different parts of the
-        training rows combine with :func:`polymodal.data.stats.merge` (chunks, workers, ranks)."""
+        training rows combine with :func:`polymodal.data.stats.merge` (chunks, workers, ranks).
+        ``access``: which folders path cells may name (see :mod:`polymodal.data.paths`)."""
         if type(self).fit is not Preprocessor.fit:
             raise DataError(
                 f"{source}: the {self.modality} preprocessor {type(self).__name__} can only be "
@@ -89,8 +99,10 @@ class Preprocessor(abc.ABC):
         base_dir: Path,
         source: str = "<table>",
         bad_cells: str = "raise",
+        access: FileAccess = ANYWHERE,
     ) -> Transformed:
-        """Tensors for every row of ``frame``; errors name ``source``, the row and the column."""
+        """Tensors for every row of ``frame``; errors name ``source``, the row and the column.
+        ``access``: which folders path cells may name (a pipeline passes its own)."""
 
     def augment(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         """Train-time augmentation of a batch ``x`` (identity unless the modality has one)."""

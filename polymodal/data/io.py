@@ -3,8 +3,14 @@ records."""
 
 from __future__ import annotations
 
+import bz2
+import gzip
+import json
+import lzma
+from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
-from typing import TypeAlias
+from typing import IO, Any, TypeAlias
 
 import numpy as np
 import pandas as pd
@@ -55,12 +61,52 @@ def read_table(path: str | Path) -> pd.DataFrame:
             f"{path}: unknown table format {path.suffix!r}; expected one of {', '.join(READERS)}"
         )
     try:
+        check_header(path, _header(path))
         frame = reader(path)
     except (ValueError, OSError) as err:
-        raise DataError(f"{path}: could not be read as {table_format(path)} ({err})") from err
+        if isinstance(err, DataError):
+            raise
+        text = " ".join(str(err).split())
+        raise DataError(f"{path}: could not be read as {table_format(path)} ({text})") from err
     if not isinstance(frame, pd.DataFrame):
         raise DataError(f"{path}: expected a table of records")
+    check_header(path, list(frame.columns))
     return frame
+
+
+def check_header(path: str | Path, names: list[Any]) -> None:
+    """Column names must be unique: pandas would silently rename a second ``a`` to ``a.1``."""
+    counts = Counter(str(n) for n in names if not is_missing(n))
+    twice = [n for n, k in counts.items() if k > 1]
+    if twice:
+        raise DataError(
+            f"{path}: column {twice[0]!r} appears {counts[twice[0]]} times in the header; "
+            "expected unique column names (rename or drop the copies)"
+        )
+
+
+OPENERS: dict[str, Callable[..., IO[Any]]] = {".gz": gzip.open, ".bz2": bz2.open, ".xz": lzma.open}
+
+
+def _header(path: Path) -> list[Any]:
+    """The column names as written, before a reader renames or merges repeated ones: a CSV's
+    first row, the keys of a JSON Lines file's first record, a Parquet file's schema."""
+    fmt = table_format(path)
+    if fmt in (".csv", ".tsv"):
+        first = pd.read_csv(path, sep="," if fmt == ".csv" else "\t", header=None, nrows=1,
+                            dtype=str)  # fmt: skip
+        return first.iloc[0].tolist() if len(first) else []
+    if fmt in (".parquet", ".pq"):
+        import pyarrow.parquet as pq
+
+        return list(pq.read_schema(path).names)
+    suffix = path.suffix.lower()
+    if fmt == ".jsonl" and (suffix == ".jsonl" or suffix in OPENERS):
+        with OPENERS.get(suffix, open)(path, "rt", encoding="utf-8") as fh:
+            line = next((s for s in fh if s.strip()), "")
+        pairs = json.loads(line, object_pairs_hook=list) if line.strip() else []
+        return [k for k, _ in pairs] if isinstance(pairs, list) else []
+    return []
 
 
 def table_base_dir(path: str | Path) -> Path:

@@ -17,6 +17,7 @@ from polymodal import registry
 from polymodal.config import InputConfig, OutputConfig
 from polymodal.data.base import DataError, Preprocessor, Transformed
 from polymodal.data.dataset import TableDataset
+from polymodal.data.paths import FileAccess
 from polymodal.data.seq_targets import make_target, target_from_state
 from polymodal.data.targets import TargetEncoder
 
@@ -28,10 +29,13 @@ class TablePipeline:
         outputs: list[OutputConfig],
         options: dict[str, dict[str, Any]],
         bad_cells: str = "raise",
+        allow_outside: bool = False,  # path cells may name files outside the table's folder
+        roots: list[str] | tuple[str, ...] = (),  # further folders path cells may name
     ) -> None:
         self.inputs = inputs
         self.outputs = outputs
         self.bad_cells = bad_cells
+        self.access = FileAccess.of(allow_outside, roots)
         self.preprocessors: dict[str, Preprocessor] = {
             inp.name: registry.build(
                 "preprocessor", {"type": inp.type, **options.get(inp.name, {})}
@@ -52,7 +56,7 @@ class TablePipeline:
         check_columns(frame, self.target_columns(), source)
         for inp in self.inputs:
             if inp.tied is None:
-                self.preprocessors[inp.name].fit(frame, inp.cols, base_dir)
+                self.preprocessors[inp.name].fit(frame, inp.cols, base_dir, access=self.access)
         for out in self.outputs:
             self.targets[out.name].fit(self._target_cells(frame, out), source=source)
         return self
@@ -64,7 +68,12 @@ class TablePipeline:
         check_columns(frame, [c for i in self.inputs for c in i.cols], source)
         return {
             inp.name: self.preprocessors[inp.name].transform(
-                frame, inp.cols, base_dir, source=source, bad_cells=self.bad_cells
+                frame,
+                inp.cols,
+                base_dir,
+                source=source,
+                bad_cells=self.bad_cells,
+                access=self.access,
             )
             for inp in self.inputs
         }
@@ -97,6 +106,11 @@ class TablePipeline:
         source: str = "<table>",
         with_targets: bool = True,
     ) -> TableDataset:
+        if with_targets and len(frame) == 0:  # nothing to train on or score
+            raise DataError(
+                f"{source}: the table has no rows; expected at least one labelled row to train "
+                "or evaluate on"
+            )
         inputs = self.transform_inputs(frame, base_dir, source)
         targets = self.transform_targets(frame, source) if with_targets else {}
         return TableDataset(inputs, targets)
@@ -118,6 +132,7 @@ class TablePipeline:
     def state_dict(self) -> dict[str, Any]:
         return {
             "bad_cells": self.bad_cells,
+            **self.access.state_dict(),
             "inputs": {name: pre.state_dict() for name, pre in self.preprocessors.items()},
             "targets": {name: enc.state_dict() for name, enc in self.targets.items()},
         }
@@ -129,6 +144,7 @@ class TablePipeline:
         pipe = cls.__new__(cls)
         pipe.inputs, pipe.outputs = inputs, outputs
         pipe.bad_cells = state.get("bad_cells", "raise")
+        pipe.access = FileAccess.of(state.get("allow_outside", False), state.get("roots", []))
         pipe.preprocessors = {k: Preprocessor.from_state(v) for k, v in state["inputs"].items()}
         pipe.targets = {k: target_from_state(v) for k, v in state["targets"].items()}
         return pipe

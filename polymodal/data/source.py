@@ -22,6 +22,7 @@ import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
 from polymodal.data.base import DataError
+from polymodal.data.io import check_header
 
 FORMATS = {".parquet": "parquet", ".pq": "parquet", ".csv": "csv", ".jsonl": "json"}
 READ_ERRORS = (pa.ArrowException, OSError, ValueError)
@@ -98,10 +99,14 @@ class TableSource:
     def _file_schema(self, file: Path) -> pa.Schema:
         try:
             if self.format == "parquet":
-                return pq.read_schema(file)
-            return ds.dataset(file, format=self.format).schema
+                schema = pq.read_schema(file)
+            else:  # pyarrow itself refuses a CSV header / JSON record naming a column twice
+                schema = ds.dataset(file, format=self.format).schema
         except READ_ERRORS as err:
-            raise DataError(f"{file}: cannot be read as {self.format} ({err})") from err
+            text = " ".join(str(err).split())
+            raise DataError(f"{file}: cannot be read as {self.format} ({text})") from err
+        check_header(file, schema.names)
+        return schema
 
     def _unified_schema(self) -> pa.Schema:
         first = self._file_schema(self.files[0])

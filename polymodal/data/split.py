@@ -101,6 +101,8 @@ def resolve_tables(
     if train is None:
         raise ValueError("no training table: pass one to fit() or set data.train in the config")
     frame, base, src = read_any(train, "train", base_dir)
+    if len(frame) == 0:
+        raise DataError(f"{src}: the table has no rows; expected at least one training row")
     test_part = read_any(test, "test", base_dir) if test is not None else None
     if val is not None:
         return (frame, base, src), read_any(val, "val", base_dir), test_part
@@ -111,4 +113,5 @@ def resolve_tables(
     tr, va, te = split_frame(frame, cfg, strat, src)
     if test_part is None and len(te):
         test_part = (te, base, f"{src} (test split)")
-    return (tr, base, src), (va, base, f"{src} (val split)"), test_part
+    val_part = (va, base, f"{src} (val split)") if len(va) else None  # val_fraction 0: none
+    return (tr, base, src), val_part, test_part

@@ -216,7 +216,7 @@ def partial_fit(
     stats = stats or {"inputs": {}, "targets": {}}
     inputs = {
         inp.name: pipeline.preprocessors[inp.name].partial_fit(
-            frame, inp.cols, base_dir, stats["inputs"].get(inp.name), source
+            frame, inp.cols, base_dir, stats["inputs"].get(inp.name), source, pipeline.access
         )
         for inp in pipeline.inputs
         if inp.tied is None

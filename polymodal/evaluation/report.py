@@ -6,6 +6,8 @@ importance and explained examples computed on (a sample of) its rows."""
 
 from __future__ import annotations
 
+import os
+import re
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -85,10 +87,42 @@ def _monitors(saved: SavedModel) -> dict[str, str]:
 
 
 # -- sections from the saved model --------------------------------------------------------------
+def shown_path(text: str) -> str:
+    """A path as a report shows it: relative to the working directory when inside it, else
+    only its file name (a report is shared; the machine's folders are nobody's business). Names
+    like ``<predict DataFrame>`` and a `` (test split)`` suffix stay as they are."""
+    match = SPLIT_SUFFIX.search(text)
+    head, tail = (text[: match.start()], match.group(0)) if match else (text, "")
+    if len(head) > 4096 or not os.path.isabs(head):
+        return text
+    path = Path(os.path.normpath(head))
+    cwd = Path(os.path.realpath(Path.cwd()))
+    for candidate in (path, Path(os.path.realpath(path))):
+        if candidate.is_relative_to(cwd):
+            return str(candidate.relative_to(cwd)) + tail
+    return path.name + tail
+
+
+SPLIT_SUFFIX = re.compile(r" \((train|val|test) split\)$")
+
+
+def paths_shown(value: Any) -> Any:
+    """``value`` (config dicts, lists) with every absolute path passed through
+    :func:`shown_path` (data.train, data.roots, a local model_name...)."""
+    if isinstance(value, dict):
+        return {k: paths_shown(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [paths_shown(v) for v in value]
+    if isinstance(value, str) and os.path.isabs(value):
+        return shown_path(value)
+    return value
+
+
 def _config_section(saved: SavedModel) -> str:
     cfg = saved.config
     inputs = [
-        [i.name, i.type, ", ".join(i.cols), i.tied or "", _options(i.encoder)] for i in cfg.inputs
+        [i.name, i.type, ", ".join(i.cols), i.tied or "", _options(paths_shown(i.encoder))]
+        for i in cfg.inputs
     ]
     outputs = [[o.name, o.task, o.loss, _options({"type": "", **o.head})] for o in cfg.outputs]
     tr = cfg.trainer
@@ -98,7 +132,7 @@ def _config_section(saved: SavedModel) -> str:
         if hasattr(tr, k)
     ]
     n_params = sum(p.numel() for p in saved.model.parameters())
-    full = yaml.safe_dump(to_dict(cfg), sort_keys=False, allow_unicode=True)
+    full = yaml.safe_dump(paths_shown(to_dict(cfg)), sort_keys=False, allow_unicode=True)
     return (
         "<h2>Model</h2>"
         f"<p>Fusion: <b>{H.esc(_options(cfg.fusion))}</b>; {n_params:,} parameters.</p>"
@@ -390,6 +424,8 @@ def build_report(
     ``robustness``, ``metrics`` (on the table), ``n_rows`` and ``seconds`` per part."""
     opts = options or ReportOptions()
     t0 = time.perf_counter()
+    if table is not None:  # the table as the page names it: no absolute machine path
+        table = Table(table.frame, table.base, shown_path(table.source))
     done = _compute(saved, table, opts) if table is not None else _Computed()
     if table is None:
         done.notes.append(

@@ -8,6 +8,7 @@ log-mel via ``torch.stft`` and the Slaney mel filter bank from ``transformers.au
 from __future__ import annotations
 
 import io
+import math
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,7 @@ import soundfile as sf
 import torch
 
 from polymodal.data.base import Preprocessor, Transformed
+from polymodal.data.paths import ANYWHERE, FileAccess
 from polymodal.data.preprocess.files import decode_column
 from polymodal.data.stats import Moments, Stats, merge
 from polymodal.registry import register
@@ -37,6 +39,9 @@ def resample(wave: np.ndarray, rate: int, target: int) -> np.ndarray:
 
 
 FIT_CLIPS = 2000  # distinct clips whose log-mel values give the global mean/std
+MAX_RATE = 768_000  # Hz; a header claiming more is not a real recording
+MAX_CHANNELS = 64
+FILTER_REACH = 64  # input samples past the cut that the resampling filter still reads
 
 
 @register("preprocessor", "audio")
@@ -92,13 +97,25 @@ class AudioPreprocessor(Preprocessor):
         return self._mel
 
     def load_wave(self, target: bytes | Path) -> np.ndarray:
-        """Mono float32 waveform at ``sample_rate``, cut / zero-padded to ``n_samples``."""
+        """Mono float32 waveform at ``sample_rate``, cut / zero-padded to ``n_samples``. Only the
+        first ``max_seconds`` (plus the resampling filter's reach) are read, so a long or hostile
+        file costs no more than a short one; NaN / infinite samples are refused."""
         src: Any = io.BytesIO(target) if isinstance(target, bytes) else str(target)
-        wave, rate = sf.read(src, dtype="float32", always_2d=True)
+        with sf.SoundFile(src) as f:
+            rate, channels = int(f.samplerate), int(f.channels)
+            if not 0 < rate <= MAX_RATE or not 0 < channels <= MAX_CHANNELS:
+                raise ValueError(
+                    f"{rate} Hz and {channels} channels; expected at most {MAX_RATE} Hz and "
+                    f"{MAX_CHANNELS} channels"
+                )
+            frames = math.ceil(self.max_seconds * rate) + FILTER_REACH
+            wave = f.read(frames, dtype="float32", always_2d=True)
         if wave.shape[0] == 0:
             raise ValueError("the audio has no samples")
+        if not np.isfinite(wave).all():
+            raise ValueError("the audio has NaN or infinite samples")
         mono = wave.mean(axis=1)  # stereo / multi-channel -> mono
-        mono = resample(mono, int(rate), self.sample_rate)[: self.n_samples]
+        mono = resample(mono, rate, self.sample_rate)[: self.n_samples]
         return np.pad(mono, (0, self.n_samples - len(mono))).astype(np.float32)
 
     def decode(self, target: bytes | Path) -> torch.Tensor:
@@ -157,6 +174,7 @@ class AudioPreprocessor(Preprocessor):
         base_dir: Path,
         stats: Stats | None = None,
         source: str = "<train>",
+        access: FileAccess = ANYWHERE,
     ) -> Stats:
         """Log-mel value moments over up to ``FIT_CLIPS`` distinct training clips (per part)."""
         stats = dict(stats or {"clips": 0})
@@ -165,9 +183,11 @@ class AudioPreprocessor(Preprocessor):
             return stats
         sample = frame[columns[0]].drop_duplicates().head(budget)
         t = decode_column(
-            sample, base_dir, self.decode, self._empty(), "", source, "mask", self.logmel
-        )
-        vals = t.values[1:]  # slot 0 is the empty placeholder
+            sample, base_dir, self.decode, self._empty(), "", source, "mask", self.logmel,
+            access=access,
+        )  # fmt: skip
+        assert t.index is not None
+        vals = t.values[t.index[t.present].unique()]  # readable clips (slot 0: the placeholder)
         if len(vals):
             part = Moments.of(vals.reshape(-1).double().numpy())
             stats = {
@@ -192,6 +212,7 @@ class AudioPreprocessor(Preprocessor):
         base_dir: Path,
         source: str = "<table>",
         bad_cells: str = "raise",
+        access: FileAccess = ANYWHERE,
     ) -> Transformed:
         return decode_column(
             frame[columns[0]],
@@ -202,6 +223,7 @@ class AudioPreprocessor(Preprocessor):
             source,
             bad_cells,
             finish=self.finish,
+            access=access,
         )
 
     @property

@@ -10,8 +10,9 @@ import numpy as np
 import pandas as pd
 import torch
 
-from polymodal.data.base import Preprocessor, Transformed
+from polymodal.data.base import DataError, Preprocessor, Transformed, where
 from polymodal.data.io import is_missing
+from polymodal.data.paths import ANYWHERE, FileAccess
 from polymodal.data.stats import Stats, merge
 from polymodal.registry import register
 
@@ -43,11 +44,14 @@ class CategoricalPreprocessor(Preprocessor):
         base_dir: Path,
         stats: Stats | None = None,
         source: str = "<train>",
+        access: FileAccess = ANYWHERE,
     ) -> Stats:
         parts = []
         for col in columns:
             counts: Counter[str] = Counter()
-            for value, times in frame[col].value_counts(dropna=True).items():
+            codes, uniques = _factorize(frame[col], source)
+            tally = np.bincount(codes[codes >= 0], minlength=len(uniques))
+            for value, times in zip(uniques, tally, strict=True):
                 if not is_missing(value):
                     counts[_key(value)] += int(times)  # 3 and 3.0 pool into "3"
             parts.append(counts)
@@ -69,11 +73,12 @@ class CategoricalPreprocessor(Preprocessor):
         base_dir: Path,
         source: str = "<table>",
         bad_cells: str = "raise",
+        access: FileAccess = ANYWHERE,
     ) -> Transformed:
         ids = np.zeros((len(frame), len(columns)), dtype=np.int64)
         for j, (col, vocab) in enumerate(zip(columns, self.vocab, strict=True)):
             lookup = {v: i + 2 for i, v in enumerate(vocab)}
-            codes, uniques = pd.factorize(frame[col], use_na_sentinel=True)  # each value once
+            codes, uniques = _factorize(frame[col], source)  # each distinct value once
             mapped = np.array(
                 [MISSING if is_missing(u) else lookup.get(_key(u), UNKNOWN) for u in uniques]
                 + [MISSING],  # code -1 (NaN / None) -> the last entry
@@ -91,3 +96,20 @@ class CategoricalPreprocessor(Preprocessor):
 
     def load_fitted_state(self, state: dict[str, Any]) -> None:
         self.vocab = [list(v) for v in state["vocab"]]
+
+
+def _factorize(series: pd.Series, source: str) -> tuple[np.ndarray, Any]:
+    """``pd.factorize``, or a :class:`DataError` naming the first cell that is no category (a
+    list or a mapping from a JSON table)."""
+    try:
+        return pd.factorize(series, use_na_sentinel=True)
+    except TypeError:
+        for row, value in zip(series.index, series.tolist(), strict=True):
+            try:
+                hash(value)
+            except TypeError:
+                raise DataError(
+                    f"{where(source, row, str(series.name))}: expected a category (text or a "
+                    f"number), got a {type(value).__name__}"
+                ) from None
+        raise

@@ -1,6 +1,8 @@
 """Shared handling of cells that point at files (images, audio): a path relative to the table,
 an absolute path, raw bytes, or a ``{"bytes", "path"}`` dict. Each distinct cell is decoded once;
-unreadable cells raise a :class:`DataError` naming file, row and column, or are masked."""
+unreadable cells, paths outside the allowed folders (:mod:`polymodal.data.paths`) and decoded
+values that are not finite (NaN / inf samples or pixels) raise a :class:`DataError` naming file,
+row and column, or are masked."""
 
 from __future__ import annotations
 
@@ -16,6 +18,7 @@ import torch
 
 from polymodal.data.base import DataError, Transformed, where
 from polymodal.data.io import is_missing
+from polymodal.data.paths import ANYWHERE, FileAccess, PathRefused, cell_path
 
 log = logging.getLogger("polymodal.data")
 
@@ -44,25 +47,34 @@ def cell_key(cell: Any, base_dir: Path) -> str | None:
     return "path:" + os.path.normpath(os.path.join(base_dir, path))  # join keeps absolute paths
 
 
-def read_cell(cell: Any, base_dir: Path) -> tuple[bytes | Path, str]:
-    """(bytes or resolved path, a short description for error messages)."""
+def read_cell(cell: Any, base_dir: Path, access: FileAccess = ANYWHERE) -> tuple[bytes | Path, str]:
+    """(bytes or resolved path, a short description for error messages); a path that ``access``
+    does not allow raises :class:`PathRefused`."""
     cell = _payload(cell)
     if isinstance(cell, (bytes, bytearray, memoryview)):
-        return bytes(cell), f"<{len(cell)} bytes>"
-    path = Path(str(cell).strip()).expanduser()
-    if not path.is_absolute():
-        path = base_dir / path
-    return path, str(path)
+        return bytes(cell), describe(cell)
+    return cell_path(str(cell).strip(), base_dir, access), describe(cell)
+
+
+def describe(cell: Any, limit: int = 200) -> str:
+    """How error messages name a cell: its path (cut short) or its size in bytes."""
+    cell = _payload(cell)
+    if isinstance(cell, (bytes, bytearray, memoryview)):
+        return f"<{len(cell)} bytes>"
+    text = str(cell).strip()
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 class _Stack:
     """Decoded cells waiting for ``finish``, which runs on chunks of them at once (batched
-    ``stft`` is ~20x faster than one call per clip) so the raw decodes never all sit in memory."""
+    ``stft`` is ~20x faster than one call per clip) so the raw decodes never all sit in memory.
+    Slots whose final values are not finite are zeroed and listed in ``broken``."""
 
     def __init__(self, empty: torch.Tensor, finish: Finisher | None, chunk: int) -> None:
         self.done: list[torch.Tensor] = [empty[None]]  # slot 0: missing / unreadable
         self.pending: list[torch.Tensor] = []
         self.finish, self.chunk, self.count = finish, chunk, 1
+        self.broken: list[int] = []
 
     def add(self, raw: torch.Tensor) -> int:
         self.pending.append(raw)
@@ -74,12 +86,26 @@ class _Stack:
     def flush(self) -> None:
         if self.pending:
             batch = torch.stack(self.pending)
-            self.done.append(self.finish(batch) if self.finish is not None else batch)
+            out = self.finish(batch) if self.finish is not None else batch
+            bad = ~torch.isfinite(out.reshape(len(out), -1)).all(1)  # (k,)
+            if bool(bad.any()):
+                out = out.clone()
+                out[bad] = self.done[0][0]
+                first = self.count - len(self.pending)
+                self.broken += [first + int(i) for i in torch.nonzero(bad).flatten()]
+            self.done.append(out)
             self.pending = []
 
     def values(self) -> torch.Tensor:
         self.flush()
         return torch.cat(self.done)
+
+
+def _decode(decode: Decoder, target: bytes | Path) -> torch.Tensor:
+    raw = decode(target)
+    if raw.is_floating_point() and not bool(torch.isfinite(raw).all()):
+        raise ValueError("the decoded values include NaN or infinity")
+    return raw
 
 
 def decode_column(
@@ -92,34 +118,55 @@ def decode_column(
     bad_cells: str,
     finish: Finisher | None = None,
     chunk: int = 256,
+    access: FileAccess = ANYWHERE,
 ) -> Transformed:
     """Decode every distinct cell once; rows index into the stack of decoded values.
 
     ``decode`` turns one file into a raw tensor; ``finish`` (optional) maps a stacked chunk of raw
     tensors (k, ...) to final values (k, ...); ``empty`` is the final value of slot 0, shared by
-    missing and masked cells.
+    missing and masked cells. ``access`` says which folders path cells may name.
     """
     stack = _Stack(empty, finish, chunk)
     slots: dict[str, int] = {}
+    places: dict[int, str] = {}  # slot -> where its cell first appeared, and what it named
     index = torch.zeros(len(series), dtype=torch.long)
-    n_bad = 0
+    filled = torch.zeros(len(series), dtype=torch.bool)
     for r, (row, cell) in enumerate(zip(series.index, series.tolist(), strict=True)):
         key = cell_key(cell, base_dir)
         if key is None:
             continue
+        filled[r] = True
         if key not in slots:
-            target, desc = read_cell(cell, base_dir)
+            place, desc = where(source, row, str(series.name)), describe(cell)
             try:
-                slots[key] = stack.add(decode(target))
+                target, _ = read_cell(cell, base_dir, access)
+                slots[key] = stack.add(_decode(decode, target))
+                places[slots[key]] = f"{place}: {desc}"
+            except PathRefused as err:
+                slots[key] = _bad(f"{place}: {err}", err, bad_cells)
             except Exception as err:  # any decoder failure is a bad cell, reported with its place
-                if bad_cells != "mask":
-                    raise DataError(
-                        f"{where(source, row, str(series.name))}: cannot read {desc}: "
-                        f"expected {expected} ({type(err).__name__}: {err})"
-                    ) from err
-                slots[key] = 0
+                message = f"{place}: cannot read {desc}: expected {expected} ({_brief(err)})"
+                slots[key] = _bad(message, err, bad_cells)
         index[r] = slots[key]
-        n_bad += int(slots[key] == 0)
+    values = stack.values()
+    for slot in stack.broken:  # finite raw values that overflowed in ``finish``
+        _bad(f"{places[slot]}: values out of range (NaN or infinity after preprocessing); "
+             f"expected {expected}", None, bad_cells)  # fmt: skip
+        index[index == slot] = 0
+    n_bad = int((filled & (index == 0)).sum())
     if n_bad:
         log.warning("%s, column %r: %d unreadable cells masked", source, series.name, n_bad)
-    return Transformed(stack.values(), index != 0, index=index, n_bad=n_bad)
+    return Transformed(values, index != 0, index=index, n_bad=n_bad)
+
+
+def _bad(message: str, err: BaseException | None, bad_cells: str) -> int:
+    """Slot 0 (masked) for a bad cell, or a :class:`DataError` with ``message``."""
+    if bad_cells != "mask":
+        raise DataError(message) from err
+    return 0
+
+
+def _brief(err: BaseException, limit: int = 300) -> str:
+    text = " ".join(str(err).split())
+    text = text if len(text) <= limit else text[: limit - 1] + "…"
+    return f"{type(err).__name__}: {text}"

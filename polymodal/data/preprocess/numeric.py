@@ -10,6 +10,7 @@ import pandas as pd
 import torch
 
 from polymodal.data.base import DataError, Preprocessor, Transformed, where
+from polymodal.data.paths import ANYWHERE, FileAccess
 from polymodal.data.stats import Moments, Stats, merge
 from polymodal.registry import register
 
@@ -27,12 +28,16 @@ class NumericPreprocessor(Preprocessor):
     def _values(self, frame: pd.DataFrame, columns: list[str], source: str) -> np.ndarray:
         out = np.empty((len(frame), len(columns)), dtype=np.float64)
         for j, col in enumerate(columns):
-            values = pd.to_numeric(frame[col], errors="coerce")
-            bad = values.isna() & frame[col].notna()  # then blank strings are fine (missing)
+            try:
+                values = pd.to_numeric(frame[col], errors="coerce")
+            except (TypeError, ValueError):  # e.g. a string that is not valid UTF-8
+                values = pd.Series([_number(v) for v in frame[col]], index=frame.index)
+            bad = (values.isna() & frame[col].notna()).to_numpy().copy()  # blanks: missing
+            if bad.any():  # (only then: a pass in Python over the cells)
+                blank = [isinstance(v, str) and not v.strip() for v in frame[col].tolist()]
+                bad &= ~np.array(blank, dtype=bool)
             if bad.any():
-                bad &= frame[col].astype(str).str.strip() != ""  # (str() of floats is slow)
-            if bad.any():
-                pos = int(np.argmax(bad.to_numpy()))  # positional: index labels may repeat
+                pos = int(np.argmax(bad))  # positional: index labels may repeat
                 raise DataError(
                     f"{where(source, frame.index[pos], col)}: expected a number, "
                     f"got {frame[col].iloc[pos]!r}"
@@ -50,6 +55,7 @@ class NumericPreprocessor(Preprocessor):
         base_dir: Path,
         stats: Stats | None = None,
         source: str = "<train>",
+        access: FileAccess = ANYWHERE,
     ) -> Stats:
         part = Moments.of(self._values(frame, columns, source))  # (N, F), NaN where missing
         return {"moments": merge((stats or {}).get("moments"), part)}
@@ -70,14 +76,18 @@ class NumericPreprocessor(Preprocessor):
         base_dir: Path,
         source: str = "<table>",
         bad_cells: str = "raise",
+        access: FileAccess = ANYWHERE,
     ) -> Transformed:
         x = self._values(frame, columns, source)
-        present = ~np.isnan(x).all(1)
-        z = (x - np.array(self.mean)) / np.array(self.std)
-        if self.clip is not None:
-            z = np.clip(z, -self.clip, self.clip)
+        with np.errstate(over="ignore", invalid="ignore"):
+            z = (x - np.array(self.mean)) / np.array(self.std)
+            if self.clip is not None:
+                z = np.clip(z, -self.clip, self.clip)
+            z = z.astype(np.float32)  # values beyond float32 overflow to inf here
+        z[~np.isfinite(z)] = np.nan  # out of range once standardised: treated as missing
+        present = ~np.isnan(z).all(1)
         z = np.nan_to_num(z, nan=0.0)
-        return Transformed(torch.tensor(z, dtype=torch.float32), torch.tensor(present))
+        return Transformed(torch.from_numpy(z), torch.from_numpy(present))
 
     def spec(self) -> dict[str, Any]:
         return {"in_features": len(self.mean)}
@@ -87,3 +97,11 @@ class NumericPreprocessor(Preprocessor):
 
     def load_fitted_state(self, state: dict[str, Any]) -> None:
         self.mean, self.std = list(state["mean"]), list(state["std"])
+
+
+def _number(value: Any) -> float:
+    """``value`` as a float, NaN when it is not one (cell by cell, where pandas gave up)."""
+    try:
+        return float(value)
+    except (TypeError, ValueError, OverflowError):
+        return float("nan")

@@ -15,8 +15,9 @@ import numpy as np
 import pandas as pd
 import torch
 
-from polymodal.data.base import DataError, Preprocessor, Transformed
+from polymodal.data.base import DataError, Preprocessor, Transformed, where
 from polymodal.data.io import is_missing
+from polymodal.data.paths import ANYWHERE, FileAccess
 from polymodal.data.stats import Stats, merge
 from polymodal.registry import register
 
@@ -147,6 +148,7 @@ class TextPreprocessor(Preprocessor):
         base_dir: Path,
         stats: Stats | None = None,
         source: str = "<train>",
+        access: FileAccess = ANYWHERE,
     ) -> Stats:
         texts = [str(v) for v in frame[columns[0]] if not is_missing(v)]
         part: Stats = {"rows": len(frame), "texts": len(texts)}
@@ -180,11 +182,13 @@ class TextPreprocessor(Preprocessor):
         base_dir: Path,
         source: str = "<table>",
         bad_cells: str = "raise",
+        access: FileAccess = ANYWHERE,
     ) -> Transformed:
         cells = frame[columns[0]].tolist()
         present = np.array([not is_missing(v) for v in cells], dtype=bool)
         texts = [str(v) if ok else "" for v, ok in zip(cells, present, strict=True)]
         unique = list(dict.fromkeys(texts))  # each distinct text tokenised once
+        _check_unicode(unique, texts, frame.index, source, columns[0])
         pos = {t: i for i, t in enumerate(unique)}
         filled = [t for t in unique if t]
         encoded = dict(zip(filled, self.encode(filled), strict=True)) if filled else {}
@@ -217,3 +221,19 @@ def _pad(ids: list[list[int]], pad_id: int) -> torch.Tensor:
     flat = np.fromiter(itertools.chain.from_iterable(ids), dtype=np.int64, count=int(lengths.sum()))
     out[np.arange(width) < lengths[:, None]] = flat  # row-major fill keeps each row's order
     return torch.from_numpy(out)
+
+
+def _check_unicode(unique: list[str], texts: list[str], rows: Any, source: str, col: str) -> None:
+    """Text that cannot be written as UTF-8 (a lone surrogate from a JSON ``\\ud800`` escape)
+    is an error naming its row, before a tokenizer fails on it without one."""
+    try:
+        "".join(unique).encode("utf-8")
+    except UnicodeEncodeError:
+        for row, text in zip(rows, texts, strict=True):
+            try:
+                text.encode("utf-8")
+            except UnicodeEncodeError as err:
+                raise DataError(
+                    f"{where(source, row, col)}: expected text (valid Unicode), got a lone "
+                    f"surrogate {text[err.start]!r} at character {err.start}"
+                ) from None
