@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from polymodal.utils.errors import PolymodalError
 
-Modality = Literal["text", "image", "audio", "numeric", "categorical"]
+Modality = Literal["text", "image", "audio", "numeric", "categorical", "timeseries"]
 Task = Literal["binary", "multiclass", "multilabel", "regression", "retrieval", "caption"]
 
 DEFAULT_ENCODER: dict[str, str] = {
@@ -24,6 +24,7 @@ DEFAULT_ENCODER: dict[str, str] = {
     "audio": "audio_cnn",
     "numeric": "mlp",
     "categorical": "embedding",
+    "timeseries": "series_cnn",
 }
 
 
@@ -45,7 +46,7 @@ class InputConfig(_Strict):
     def _fill(self) -> InputConfig:
         if self.columns is None:
             self.columns = [self.name]
-        if len(self.columns) != 1 and self.type in ("text", "image", "audio"):
+        if len(self.columns) != 1 and self.type in ("text", "image", "audio", "timeseries"):
             raise ValueError(f"input {self.name!r}: a {self.type} input reads exactly one column")
         if self.tied is None:  # a tied input's blocks come from its owner
             self.encoder.setdefault("type", DEFAULT_ENCODER[self.type])
