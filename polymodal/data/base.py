@@ -55,6 +55,9 @@ class Preprocessor(abc.ABC):
     """Base class: subclasses set ``modality`` and implement ``transform`` (and usually ``fit``)."""
 
     modality: ClassVar[str] = ""
+    # axis 1 of its tensors is a sequence whose length varies from table to table (tokens, time
+    # steps): ONNX export makes it dynamic
+    sequence: ClassVar[bool] = False
 
     def fit(
         self,

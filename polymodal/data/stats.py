@@ -2,8 +2,8 @@
 it learned from other rows (another chunk of a stream, another DataLoader worker, another rank).
 
 A statistics object is a plain dict whose values are ints/floats (summed), ``Counter`` (summed),
-:class:`Moments` (Chan et al.'s parallel mean/variance), nested dicts or lists of those (merged
-key by key / element by element). ``to_json`` / ``from_json`` carry them between processes
+:class:`Moments` (Chan et al.'s parallel mean/variance), :class:`Sample` (a bottom-k sample by
+content digest), nested dicts or lists of those (merged key by key / element by element). ``to_json`` / ``from_json`` carry them between processes
 without pickle.
 """
 
@@ -52,13 +52,28 @@ class Moments:
         return np.asarray(self.m2 / np.maximum(self.count, 1))
 
 
+@dataclass
+class Sample:
+    """Up to ``size`` items, the ones with the smallest keys (digests of their content): the same
+    items whatever the order, chunking or process split of the rows they came from, so a streamed
+    fit keeps the sample an in-memory fit keeps. Payloads must be JSON-serialisable."""
+
+    size: int
+    items: dict[str, Any]  # key (hex digest of the content) -> payload
+
+    def merge(self, other: Sample) -> Sample:
+        size = max(self.size, other.size)
+        both = {**self.items, **other.items}  # an equal key is equal content
+        return Sample(size, {k: both[k] for k in sorted(both)[:size]})
+
+
 def merge(a: Any, b: Any) -> Any:
     """Merge two statistics of the same shape (see the module docstring)."""
     if a is None:
         return b
     if b is None:
         return a
-    if isinstance(a, Moments):
+    if isinstance(a, (Moments, Sample)):
         return a.merge(b)
     if isinstance(a, Counter):
         out = Counter(a)
@@ -86,6 +101,8 @@ def to_json(obj: Any) -> Any:
     """JSON-serialisable form (``Counter`` and :class:`Moments` tagged)."""
     if isinstance(obj, Moments):
         return {"__moments__": [obj.count.tolist(), obj.mean.tolist(), obj.m2.tolist()]}
+    if isinstance(obj, Sample):
+        return {"__sample__": [obj.size, obj.items]}
     if isinstance(obj, Counter):
         return {"__counter__": [[k, int(v)] for k, v in obj.items()]}
     if isinstance(obj, dict):
@@ -102,6 +119,9 @@ def from_json(obj: Any) -> Any:
         if set(obj) == {"__moments__"}:
             count, mean, m2 = (np.asarray(v, dtype=np.float64) for v in obj["__moments__"])
             return Moments(count, mean, m2)
+        if set(obj) == {"__sample__"}:
+            size, items = obj["__sample__"]
+            return Sample(int(size), dict(items))
         if set(obj) == {"__counter__"}:
             return Counter({k: v for k, v in obj["__counter__"]})
         return {k: from_json(v) for k, v in obj.items()}
@@ -110,4 +130,4 @@ def from_json(obj: Any) -> Any:
     return obj
 
 
-__all__ = ["Moments", "Stats", "from_json", "merge", "merge_all", "to_json"]
+__all__ = ["Moments", "Sample", "Stats", "from_json", "merge", "merge_all", "to_json"]

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from polymodal import registry
 from polymodal.config import ExperimentConfig
 from polymodal.data.dataset import TableDataset
 from polymodal.data.io import Table
@@ -220,8 +221,13 @@ def table_batch(pipeline: TablePipeline, table: Table, rows: int) -> tuple[Tenso
 
 
 def text_inputs(config: ExperimentConfig) -> set[str]:
-    """Inputs whose token sequences get a dynamic length axis."""
-    return {i.name for i in config.inputs if i.type == "text"}
+    """Inputs whose sequences (tokens, time steps: axis 1) get a dynamic length axis, as their
+    preprocessor says (``Preprocessor.sequence``)."""
+    return {
+        i.name
+        for i in config.inputs
+        if getattr(registry.get("preprocessor", i.type), "sequence", False)
+    }
 
 
 def export_checked(

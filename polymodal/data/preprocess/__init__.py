@@ -4,6 +4,7 @@ from polymodal.data.preprocess.audio import AudioPreprocessor
 from polymodal.data.preprocess.categorical import CategoricalPreprocessor
 from polymodal.data.preprocess.image import ImagePreprocessor
 from polymodal.data.preprocess.numeric import NumericPreprocessor
+from polymodal.data.preprocess.series import SeriesPreprocessor
 from polymodal.data.preprocess.text import TextPreprocessor
 
 __all__ = [
@@ -11,5 +12,6 @@ __all__ = [
     "CategoricalPreprocessor",
     "ImagePreprocessor",
     "NumericPreprocessor",
+    "SeriesPreprocessor",
     "TextPreprocessor",
 ]

@@ -28,6 +28,7 @@ WORD = re.compile(r"\w+|[^\w\s]")
 @register("preprocessor", "text")
 class TextPreprocessor(Preprocessor):
     modality = "text"
+    sequence = True  # token ids (N, L): L is the longest text of the table, up to max_length
 
     def __init__(
         self,
