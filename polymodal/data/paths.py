@@ -32,17 +32,17 @@ class FileAccess:
         """Roots made absolute (relative ones against the working directory) and resolved."""
         return cls(allow_outside, tuple(os.path.realpath(os.path.expanduser(r)) for r in roots))
 
-    def folders(self, base_dir: Path) -> list[str]:
-        return [os.path.realpath(base_dir), *self.roots]
-
-    def check(self, path: Path, base_dir: Path) -> Path:
-        """``path`` (absolute) if it may be read, else :class:`PathRefused`."""
+    def check(self, path: str, base_dir: Path, cache: dict[str, str] | None = None) -> str:
+        """``path`` (absolute) if it may be read, else :class:`PathRefused`. ``cache`` keeps
+        the resolved folders of one column's cells (they share a few folders)."""
         if self.allow_outside:
             return path
-        real = os.path.realpath(path)
-        for folder in self.folders(base_dir):
+        cache = {} if cache is None else cache
+        real = _real(path, cache)
+        base = cache.get("\0base") or cache.setdefault("\0base", os.path.realpath(base_dir))
+        for folder in (base, *self.roots):
             if real == folder or real.startswith(folder.rstrip(os.sep) + os.sep):
-                return Path(real)
+                return real
         where = f"the table's folder {base_dir}" + (
             f" and data.roots {list(self.roots)}" if self.roots else ""
         )
@@ -58,7 +58,21 @@ class FileAccess:
 ANYWHERE = FileAccess(allow_outside=True)  # direct calls outside a pipeline (search queries)
 
 
-def cell_path(text: str, base_dir: Path, access: FileAccess) -> Path:
+def _real(path: str, cache: dict[str, str]) -> str:
+    """``os.path.realpath(path)``, resolving the folder part once per ``cache``: a column's
+    thousands of cells then cost one ``lstat`` each instead of one per path component."""
+    head, tail = os.path.split(path)
+    if tail in ("", ".", ".."):
+        return os.path.realpath(path)
+    if head not in cache:
+        cache[head] = os.path.realpath(head)
+    joined = os.path.join(cache[head], tail)
+    return os.path.realpath(joined) if os.path.islink(joined) else joined
+
+
+def cell_path(
+    text: str, base_dir: Path, access: FileAccess, cache: dict[str, str] | None = None
+) -> Path:
     """The file a path cell names: ``~`` expanded, relative paths against ``base_dir``, checked
     against ``access``; over-long cells are refused first (resolving them costs time)."""
     if len(text) > MAX_PATH_CHARS:
@@ -68,10 +82,8 @@ def cell_path(text: str, base_dir: Path, access: FileAccess) -> Path:
         )
     if "\0" in text:
         raise PathRefused("a path with a NUL character; expected a file path")
-    path = Path(text).expanduser()
-    if not path.is_absolute():
-        path = base_dir / path
-    return access.check(path, base_dir)
+    path = os.path.join(base_dir, os.path.expanduser(text))  # an absolute text stays as is
+    return Path(access.check(path, base_dir, cache))
 
 
 __all__ = ["ANYWHERE", "MAX_PATH_CHARS", "FileAccess", "PathRefused", "cell_path"]

@@ -47,13 +47,15 @@ def cell_key(cell: Any, base_dir: Path) -> str | None:
     return "path:" + os.path.normpath(os.path.join(base_dir, path))  # join keeps absolute paths
 
 
-def read_cell(cell: Any, base_dir: Path, access: FileAccess = ANYWHERE) -> tuple[bytes | Path, str]:
+def read_cell(
+    cell: Any, base_dir: Path, access: FileAccess = ANYWHERE, cache: dict[str, str] | None = None
+) -> tuple[bytes | Path, str]:
     """(bytes or resolved path, a short description for error messages); a path that ``access``
-    does not allow raises :class:`PathRefused`."""
+    does not allow raises :class:`PathRefused` (``cache``: see :meth:`FileAccess.check`)."""
     cell = _payload(cell)
     if isinstance(cell, (bytes, bytearray, memoryview)):
         return bytes(cell), describe(cell)
-    return cell_path(str(cell).strip(), base_dir, access), describe(cell)
+    return cell_path(str(cell).strip(), base_dir, access, cache), describe(cell)
 
 
 def describe(cell: Any, limit: int = 200) -> str:
@@ -131,6 +133,7 @@ def decode_column(
     places: dict[int, str] = {}  # slot -> where its cell first appeared, and what it named
     index = torch.zeros(len(series), dtype=torch.long)
     filled = torch.zeros(len(series), dtype=torch.bool)
+    folders: dict[str, str] = {}  # resolved folders of this column's path cells
     for r, (row, cell) in enumerate(zip(series.index, series.tolist(), strict=True)):
         key = cell_key(cell, base_dir)
         if key is None:
@@ -139,7 +142,7 @@ def decode_column(
         if key not in slots:
             place, desc = where(source, row, str(series.name)), describe(cell)
             try:
-                target, _ = read_cell(cell, base_dir, access)
+                target, _ = read_cell(cell, base_dir, access, folders)
                 slots[key] = stack.add(_decode(decode, target))
                 places[slots[key]] = f"{place}: {desc}"
             except PathRefused as err:
