@@ -50,7 +50,9 @@ def _first_linear(state: dict) -> str:
 
 def _yaml_tag(d: Path) -> None:
     text = (d / "config.yaml").read_text()
-    (d / "config.yaml").write_text(text + "evil: !!python/object/apply:os.system ['touch /tmp/x']\n")
+    (d / "config.yaml").write_text(
+        text + "evil: !!python/object/apply:os.system ['touch /tmp/x']\n"
+    )
 
 
 def _yaml_inner_tag(d: Path) -> None:
