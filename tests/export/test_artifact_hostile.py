@@ -67,7 +67,7 @@ BROKEN = {
     "torch.save weights": ("model.safetensors", lambda d: torch.save({"w": torch.zeros(2)}, d / "model.safetensors"), "safetensors"),
     "truncated weights": ("model.safetensors", lambda d: (d / "model.safetensors").write_bytes((d / "model.safetensors").read_bytes()[:40]), "safetensors"),
     "wrong shape": ("model.safetensors", lambda d: _retensor(d / "model.safetensors", lambda s: s.update({_first_linear(s): torch.zeros(3)})), "rank"),
-    "wrong size": ("model.safetensors", lambda d: _retensor(d / "model.safetensors", lambda s: s.update({k: torch.zeros(3, 3) for k, v in s.items() if v.dim() == 1 and "norm" in k})), "weights of the model"),
+    "wrong size": ("model.safetensors", lambda d: _retensor(d / "model.safetensors", lambda s: s.update({"encoders.review.embedding.weight": torch.zeros(7, 16)})), "size mismatch for encoders.review.embedding.weight"),
     "extra tensor": ("model.safetensors", lambda d: _retensor(d / "model.safetensors", lambda s: s.update({"evil": torch.zeros(1)})), "unexpected tensors ['evil']"),
     "nan weights": ("model.safetensors", lambda d: _retensor(d / "model.safetensors", lambda s: s[_first_linear(s)].fill_(float("nan"))), "NaN"),
     "python tag": ("config.yaml", _yaml_tag, "python/object/apply"),
