@@ -36,8 +36,9 @@ def predict_logits(
     """Concatenated raw outputs of ``model`` over ``dataset`` in row order."""
     was_training = model.training
     model.eval()
-    if isinstance(model, nn.Module):  # frozen encoders with a cache: one sorted pass first
-        warm_model(model, {k: t.values for k, t in dataset.inputs.items()}, batch_size)
+    inputs = getattr(dataset, "inputs", None)  # a Subset (one rank's share) has none
+    if isinstance(model, nn.Module) and inputs:  # frozen encoders with a cache: a sorted pass
+        warm_model(model, {k: t.values for k, t in inputs.items()}, batch_size)
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, collate_fn=collate_batch)
     chunks: dict[str, list[torch.Tensor]] = {}
     rows = len(dataset) if len(dataset) >= PROGRESS_ROWS else 0  # small calls stay silent

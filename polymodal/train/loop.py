@@ -45,6 +45,7 @@ class TrainState:
     bad_epochs: int = 0
     history: list[dict[str, Any]] = field(default_factory=list)
     stopped: str | None = None  # why training ended before trainer.epochs ("time limit", ...)
+    best_loss: float = float("inf")  # validation loss at the best epoch (breaks metric ties)
 
 
 def make_accelerator(cfg: TrainerConfig, model: nn.Module | None = None) -> Accelerator:
@@ -148,15 +149,17 @@ def _epochs(
             "seconds": time.perf_counter() - t0,
         }
         value, higher = float(-row["train_loss"]), True  # the same on every rank
+        loss = float(row["train_loss"])
         if val_ds is not None:
             report = evaluate_all(
                 raw, val_ds, pipeline, device=acc.device, loss_weights=loss_weights
             )
             row["val"] = report
             value, higher = monitor_value(report, cfg.monitor)
-        improved = state.best is None or (value > state.best if higher else value < state.best)
-        if improved:
+            loss = float(report["loss"])
+        if _improved(state, value, higher, loss):
             state.best, state.best_epoch, state.bad_epochs = value, epoch + 1, 0
+            state.best_loss = loss
             best_weights = {k: v.detach().clone() for k, v in raw.state_dict().items()}
         else:
             state.bad_epochs += 1
@@ -177,6 +180,14 @@ def _epochs(
             )  # fmt: skip
             break
     return best_weights
+
+
+def _improved(state: TrainState, value: float, higher: bool, loss: float) -> bool:
+    """Better on the monitored value; on a tie (a metric that saturates, such as a ROC-AUC of
+    1.0 on an easy validation set), lower validation loss decides."""
+    if state.best is None or (value > state.best if higher else value < state.best):
+        return True
+    return value == state.best and loss < state.best_loss
 
 
 def _out_of_time(deadline: float | None) -> bool:

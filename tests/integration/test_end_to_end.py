@@ -117,10 +117,12 @@ def test_cli_init_train_predict_evaluate_info(table, tmp_path):
     res = runner.invoke(app, ["info"])
     assert res.exit_code == 0 and "fusion concat" in res.output and "encoder minilm" in res.output
     cfg_path = tmp_path / "config.yaml"
-    res = runner.invoke(
-        app, ["init", str(folder / "train.csv"), "--target", "label", "-o", str(cfg_path)]
-    )
+    res = runner.invoke(  # age and size give the synthetic label away: kept on purpose
+        app, ["init", str(folder / "train.csv"), "--target", "label", "-o", str(cfg_path),
+              "--keep", "age", "--keep", "size"],
+    )  # fmt: skip
     assert res.exit_code == 0, res.output
+    assert "left out flag" in " ".join(res.output.split())  # another target: a leak
     text = cfg_path.read_text()
     for column in ("review", "photo", "voice", "age"):
         assert column in text
