@@ -4,7 +4,8 @@ needs.
 ``forward(x) -> (B, out_dim)`` takes one input's batch tensor (see the model contract); the
 ``__init__`` signature is the encoder's config schema, and data-derived arguments (``vocab_size``,
 ``pad_id``, ``in_features``, ``cardinalities``, ``in_channels``, ``image_size``, ``n_mels``,
-``sample_rate``, ``modality``) are injected by name by the model builder.
+``sample_rate``, ``series_length``, ``series_reference``, ``modality``) are injected by name by
+the model builder.
 """
 
 from __future__ import annotations

@@ -32,9 +32,12 @@ HASH_BYTES = 16
 
 
 def is_frozen(encoder: nn.Module) -> bool:
-    """Has parameters and none of them train: its output depends on the input only."""
+    """Has weights (parameters, or only buffers: MiniRocket's fixed kernels and fitted biases)
+    and no parameter trains: its output depends on the input only."""
     params = list(encoder.parameters())
-    return bool(params) and not any(p.requires_grad for p in params)
+    if any(p.requires_grad for p in params):
+        return False
+    return bool(params) or any(True for _ in encoder.buffers())
 
 
 def weights_digest(module: nn.Module) -> str:

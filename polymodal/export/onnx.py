@@ -170,8 +170,9 @@ def _variants(
     batch: tuple[Tensors, Tensors], sequence_inputs: set[str]
 ) -> list[tuple[str, Tensors, Tensors]]:
     """Shapes and masks the exported graph was not traced on: the real rows as they are, the
-    first row alone (batch 1), token sequences one shorter, and each modality in turn masked on
-    every other row (the missing-modality path)."""
+    first row alone (batch 1), sequences (tokens, time steps) one shorter and cut to half their
+    length (a change a patch-based encoder sees), and each modality in turn masked on every other
+    row (the missing-modality path)."""
     features, masks = batch
     out = [("rows", features, masks)]
     first = ({k: v[:1] for k, v in features.items()}, {k: v[:1] for k, v in masks.items()})
@@ -182,6 +183,12 @@ def _variants(
             for k, v in features.items()
         }
         out.append(("shorter", shorter, masks))
+    if any(features[n].shape[1] > 2 for n in sequence_inputs):
+        half = {
+            k: v[:, : max(1, v.shape[1] // 2)] if k in sequence_inputs else v
+            for k, v in features.items()
+        }
+        out.append(("half", half, masks))
     for name in sorted(masks):
         keep = torch.arange(len(masks[name])) % 2 == 0
         out.append((f"masked:{name}", features, {**masks, name: masks[name].bool() & keep}))

@@ -4,6 +4,7 @@ from polymodal.layers.conv import ConvBlock, ConvStack, ResidualBlock, norm2d
 from polymodal.layers.mlp import MLP, make_activation
 from polymodal.layers.pooling import masked_max, masked_mean
 from polymodal.layers.positional import LearnedPositionalEmbedding, SinusoidalPositionalEmbedding
+from polymodal.layers.transformer import TransformerLayer
 
 __all__ = [
     "MLP",
@@ -12,6 +13,7 @@ __all__ = [
     "LearnedPositionalEmbedding",
     "ResidualBlock",
     "SinusoidalPositionalEmbedding",
+    "TransformerLayer",
     "make_activation",
     "masked_max",
     "masked_mean",

@@ -29,6 +29,8 @@ ENCODER_INJECTED = (
     "image_size",
     "n_mels",
     "sample_rate",
+    "series_length",
+    "series_reference",
 )
 FUSION_INJECTED = ("in_dims",)
 HEAD_INJECTED = ("in_dim", "in_dims", "pair", "num_outputs", "loss", "focal_gamma", "class_weights")

@@ -42,6 +42,22 @@ def minilm_ids() -> torch.Tensor:
     return torch.cat([x, torch.zeros(1, 10, dtype=torch.long)])  # + an all-pad row
 
 
+def series_batch(channels: int = 3, length: int = 12) -> torch.Tensor:
+    """(B, T, C + 1) series: a full row, a shorter one with a gap, and an empty (missing) row."""
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(B, length, channels + 1, generator=g)
+    x[..., -1] = 1.0  # the step mask
+    x[1, 7:] = 0.0  # padding after 7 steps
+    x[1, 3] = 0.0  # a gap
+    x[-1] = 0.0
+    return x
+
+
+SERIES_REFERENCE = [
+    torch.randn(n, 3, generator=torch.Generator().manual_seed(n)).tolist() for n in (12, 9, 20)
+]
+
+
 def case(name: str) -> tuple[dict[str, Any], dict[str, Any], torch.Tensor]:
     """(user config, injected data facts, a batch whose last row is empty/missing)."""
     text = {"modality": "text", "vocab_size": 50, "pad_id": 0}
@@ -85,6 +101,31 @@ def case(name: str) -> tuple[dict[str, Any], dict[str, Any], torch.Tensor]:
             {"hidden": [8], "out_dim": 6},
             {"modality": "categorical", "cardinalities": [4, 7]},
             lambda: torch.tensor([[1, 6], [3, 2], [0, 0]]),
+        ),
+        "series_cnn": (
+            {"channels": [4, 8], "kernel_sizes": [3, 3]},
+            {"modality": "timeseries", "in_channels": 3, "series_length": 12},
+            series_batch,
+        ),
+        "series_gru": (
+            {"hidden": 4},
+            {"modality": "timeseries", "in_channels": 3, "series_length": 12},
+            series_batch,
+        ),
+        "patchtst": (
+            {"patch": 4, "dim": 8, "heads": 2, "layers": 1, "ff_dim": 16},
+            {"modality": "timeseries", "in_channels": 3, "series_length": 12},
+            series_batch,
+        ),
+        "minirocket": (
+            {"num_features": 168},
+            {
+                "modality": "timeseries",
+                "in_channels": 3,
+                "series_length": 20,
+                "series_reference": SERIES_REFERENCE,
+            },
+            series_batch,
         ),
         "hf": ({"config": TINY_BERT}, text | {"vocab_size": 30522}, lambda: token_ids(30522)),
         "minilm": ({"train_top_layers": 1}, {"modality": "text", "pad_id": 0}, minilm_ids),
@@ -145,6 +186,9 @@ def test_backward_reaches_trainable_params_only(name: str) -> None:
     torch.manual_seed(0)
     encoder, x = build(name)
     encoder.train()
+    if not any(True for _ in encoder.parameters()):  # fixed features (minirocket): nothing trains
+        assert getattr(encoder, "frozen", False) and not encoder(x).requires_grad
+        return
     encoder(x).pow(2).sum().backward()
     for pname, p in encoder.named_parameters():
         if not p.requires_grad:

@@ -37,7 +37,7 @@ def test_every_encoder_exports_with_parity(name, tmp_path):
     text = {"x"} if x.dtype == torch.long and name != "embedding" else set()
     report = ox.export_checked(model, ({"x": x}, {"x": mask}), tmp_path / "m.onnx", text, ATOL)
     assert report["max_abs_diff"] <= ATOL
-    assert {"rows", "batch1", "masked:x"} | ({"shorter"} if text else set()) == set(
+    assert {"rows", "batch1", "masked:x"} | ({"shorter", "half"} if text else set()) == set(
         report["by_case"]
     )
     assert report["exporter"] in ox.EXPORTERS and (tmp_path / "m.onnx").exists()

@@ -1,0 +1,239 @@
+"""MiniRocket (Dempster, Schmidt & Webb 2021) in torch: random-convolution features that are
+nearly as accurate as the best time-series classifiers and need no training.
+
+The 84 kernels of length 9 have weights -1 except three positions with 2 (every choice of 3 of
+the 9 positions); each is applied at a few dilations (spread exponentially up to the training
+series' length) to a random sum of 1 to 9 channels. Each (dilation, kernel) pair gets biases
+from quantiles of its convolution output on one training series, and each bias gives one
+feature: the proportion of positive values (PPV) of ``conv - bias`` over the series' real steps
+(alternate pairs count only the steps whose whole kernel lies on real steps, as the original's
+unpadded half). About ``num_features`` features (default 9,996 = 84 x 119).
+
+Steps that must not count (padding, gaps; for the unpadded half also steps whose taps reach a
+gap or beyond the ends) are pushed to -1e30 by one more input channel, a penalty that the
+convolution itself adds (weight 1 at the centre tap, or at all nine), so no masking pass over
+the (B, 84, T) outputs is needed.
+
+Fitting is the preprocessor's: it keeps a seeded bottom-k sample of training series
+(``reference_rows``, asked for by :meth:`MiniRocket.input_spec`) and hands it over as the
+injected ``series_reference``; the kernels, channel sums, biases and the features' means (the
+output is centred for the head) are computed from it here and stored as buffers. No
+parameter trains, so the frozen-feature cache runs it once per distinct input; everything is
+fixed-shape convolution, pooling and comparison, so it exports to ONNX.
+"""
+
+from __future__ import annotations
+
+import itertools
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from polymodal.encoders.series import SeriesEncoder, step_mask
+from polymodal.registry import register
+
+KERNEL_LENGTH = 9
+COMBINATIONS = list(itertools.combinations(range(KERNEL_LENGTH), 3))  # 84 kernels
+PHI = (np.sqrt(5) + 1) / 2
+HALF = len(COMBINATIONS) // 2  # kernels per dilation with zero padding (the other half: none)
+PENALTY = -1e30  # a step that must not count: far below every bias, finite in float32
+PACKED_BLOCK = 1016  # steps summed as packed bytes at once (8 x 127: no carry between lanes)
+CHUNK_BYTES = 2**20  # comparison bytes made at once (about a core's L2 cache)
+
+
+def fit_dilations(
+    length: int, num_features: int, max_dilations: int
+) -> tuple[list[int], list[int]]:
+    """(dilations, features per kernel at each dilation), as the reference implementation."""
+    per_kernel = max(1, num_features // len(COMBINATIONS))
+    true_max = min(per_kernel, max_dilations)
+    multiplier = per_kernel / true_max
+    exponent = np.log2((max(length, KERNEL_LENGTH) - 1) / (KERNEL_LENGTH - 1))
+    spread = np.logspace(0, exponent, true_max, base=2).astype(np.int32)
+    dilations, counts = np.unique(spread, return_counts=True)
+    per_dilation = (counts * multiplier).astype(np.int32)
+    for i in itertools.islice(
+        itertools.cycle(range(len(per_dilation))), per_kernel - int(per_dilation.sum())
+    ):
+        per_dilation[i] += 1
+    return [int(d) for d in dilations], [int(n) for n in per_dilation]
+
+
+def kernel_weights(mix: np.ndarray, first: int = 0) -> Tensor:
+    """(84, C) channel choices -> conv weights (84, C, 9): -1 everywhere, 2 at the kernel's three
+    positions, on the chosen channels only (summing convolutions = convolving the sum). Kernels
+    are ordered ``first`` (0 / 1) parity first: the reference pads kernel k at dilation i when
+    ``i + k`` is even, and here the padded half comes first."""
+    order = [k for k in range(len(COMBINATIONS)) if k % 2 == first]
+    order += [k for k in range(len(COMBINATIONS)) if k % 2 != first]
+    base = -np.ones((len(COMBINATIONS), KERNEL_LENGTH), dtype=np.float32)
+    for row, k in enumerate(order):
+        base[row, list(COMBINATIONS[k])] = 2.0
+    return torch.from_numpy(mix[:, :, None].astype(np.float32) * base[:, None, :])
+
+
+def with_penalty(weight: Tensor) -> Tensor:
+    """(84, C, 9) kernels -> (84, C + 1, 9): the last input channel is the penalty, read at the
+    centre tap by the padded half and at every tap by the unpadded half."""
+    penalty = torch.zeros(len(weight), 1, KERNEL_LENGTH)
+    penalty[:HALF, 0, KERNEL_LENGTH // 2] = 1.0
+    penalty[HALF:, 0] = 1.0
+    return torch.cat([weight, penalty], dim=1)
+
+
+def real_kernel_steps(keep: Tensor, dilation: int) -> Tensor:
+    """(B, 1, T) real steps -> (B, 1, T) steps whose nine dilated taps are all real steps."""
+    reach = (KERNEL_LENGTH // 2) * dilation
+    gaps = F.pad(1 - keep, (reach, reach), value=1.0)  # beyond the ends counts as a gap
+    return 1 - F.max_pool1d(gaps, KERNEL_LENGTH, stride=1, dilation=dilation)
+
+
+@register("encoder", "minirocket")
+class MiniRocket(SeriesEncoder):
+    """MiniRocket features of a (B, T, C + 1) series batch -> (B, out_dim), centred."""
+
+    def __init__(
+        self,
+        in_channels: int,
+        series_length: int = 512,
+        series_reference: list[Any] | None = None,  # standardised training series (injected)
+        num_features: int = 10_000,  # rounded down to a multiple of 84
+        max_dilations: int = 32,  # per kernel
+        reference_rows: int = 32,  # training series the biases are drawn from
+        center: bool = True,  # subtract each feature's mean over the reference rows
+        seed: int = 0,
+    ) -> None:
+        super().__init__()
+        if not series_reference:
+            raise ValueError(
+                "minirocket: no training series to fit its biases on (series_reference); the "
+                "timeseries preprocessing must keep some (reference_rows > 0)"
+            )
+        self.frozen = True  # no trainable parameter: its features are cached
+        reference = [
+            torch.tensor(r, dtype=torch.float32).reshape(len(r), -1) for r in series_reference
+        ]
+        length = min(max(len(r) for r in reference), series_length)
+        self.dilations, self.per_dilation = fit_dilations(length, num_features, max_dilations)
+        rng = np.random.default_rng(seed)
+        quantiles = (np.arange(1, len(COMBINATIONS) * sum(self.per_dilation) + 1) * PHI) % 1
+        batch = _pad(reference)  # (R, T, C + 1)
+        start = 0
+        for i, (dilation, n) in enumerate(zip(self.dilations, self.per_dilation, strict=True)):
+            weight = kernel_weights(_channel_choices(rng, in_channels), first=i % 2)
+            count = len(COMBINATIONS) * n
+            q = torch.from_numpy(quantiles[start : start + count].reshape(len(COMBINATIONS), n))
+            bias = _biases(batch, weight, dilation, q, rng)
+            self.register_buffer(f"weight_{i}", with_penalty(weight))  # (84, C + 1, 9)
+            self.register_buffer(f"bias_{i}", bias)  # (84, n)
+            start += count
+        self.out_dim = start
+        self.register_buffer("feature_mean", torch.zeros(self.out_dim))
+        if center:  # per-feature scales from a few dozen rows would be noise: centre only
+            with torch.no_grad():
+                self.feature_mean = self.features(batch).mean(0)
+
+    @classmethod
+    def input_spec(cls, kwargs: dict[str, Any]) -> dict[str, Any]:
+        return {"reference_rows": int(kwargs.get("reference_rows", 32))}
+
+    def features(self, x: Tensor) -> Tensor:
+        """Raw PPV features (B, out_dim) in [0, 1]. At each dilation the first 42 kernels count
+        every real step (zero padding beyond the ends), the other 42 only the steps whose nine
+        taps are all real (the reference's unpadded half)."""
+        keep = step_mask(x).to(x.dtype)  # (B, T)
+        values = x[..., :-1] * keep[..., None]  # (B, T, C), gaps zero
+        if not (torch.onnx.is_in_onnx_export() or torch.jit.is_tracing()):
+            spare = -x.shape[1] % 8  # whole int64 words for count_above (masked steps)
+            values, keep = F.pad(values, (0, 0, 0, spare)), F.pad(keep, (0, spare))
+        values = values.transpose(1, 2)  # (B, C, T)
+        keep = keep[:, None, :]  # (B, 1, T)
+        penalty = (1 - keep) * PENALTY  # (B, 1, T): 0 on real steps
+        every = keep.sum(-1, keepdim=True).clamp(min=1.0)  # (B, 1, 1)
+        out = []
+        for i, dilation in enumerate(self.dilations):
+            weight: Tensor = getattr(self, f"weight_{i}")
+            bias: Tensor = getattr(self, f"bias_{i}")
+            reach = (KERNEL_LENGTH // 2) * dilation
+            inputs = torch.cat(
+                [F.pad(values, (reach, reach)), F.pad(penalty, (reach, reach), value=PENALTY)], 1
+            )  # (B, C + 1, T + 2 * reach): zero values, penalised steps beyond the ends
+            conv = F.conv1d(inputs, weight, dilation=dilation)  # (B, 84, T)
+            hits = count_above(conv, bias)  # (B, 84, n)
+            inside = real_kernel_steps(keep, dilation).sum(-1, keepdim=True).clamp(min=1.0)
+            steps = torch.cat([every.expand(-1, HALF, 1), inside.expand(-1, HALF, 1)], dim=1)
+            out.append((hits.to(values.dtype) / steps).flatten(1))  # (B, 84 * n)
+        return torch.cat(out, dim=1)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.features(x) - self.feature_mean  # (B, out_dim)
+
+
+def _channel_choices(rng: np.random.Generator, channels: int) -> np.ndarray:
+    """(84, C) 0/1: each kernel sums 1 to min(C, 9) random channels (log-uniform count)."""
+    most = min(channels, KERNEL_LENGTH)
+    counts = (2 ** rng.uniform(0, np.log2(most + 1), len(COMBINATIONS))).astype(np.int64)
+    mix = np.zeros((len(COMBINATIONS), channels), dtype=np.int64)
+    for k, n in enumerate(np.clip(counts, 1, most)):
+        mix[k, rng.choice(channels, int(n), replace=False)] = 1
+    return mix
+
+
+def _pad(series: list[Tensor]) -> Tensor:
+    """Reference series (T_i, C) -> (R, T, C + 1) with the step-mask channel."""
+    steps = max(len(s) for s in series)
+    out = torch.zeros(len(series), steps, series[0].shape[1] + 1)
+    for r, s in enumerate(series):
+        out[r, : len(s), :-1] = s
+        out[r, : len(s), -1] = 1.0
+    return out
+
+
+def _biases(
+    batch: Tensor, weight: Tensor, dilation: int, q: Tensor, rng: np.random.Generator
+) -> Tensor:
+    """(84, n) biases, sorted: quantiles ``q`` (84, n) of each kernel's output over the real
+    steps of a random reference series (linear interpolation, as ``numpy.quantile``)."""
+    values = batch[..., :-1].transpose(1, 2)  # (R, C, T)
+    reach = (KERNEL_LENGTH // 2) * dilation
+    conv = F.conv1d(values, weight, padding=reach, dilation=dilation)  # (R, 84, T)
+    rows = torch.from_numpy(rng.integers(0, len(batch), len(weight)))
+    picked = conv[rows, torch.arange(len(weight))].double()  # (84, T): kernel k on its row
+    real = batch[rows, :, -1] > 0  # (84, T)
+    ordered = picked.masked_fill(~real, float("inf")).sort(-1).values  # real steps first
+    pos = q.double() * (real.sum(-1, keepdim=True) - 1).clamp(min=0)  # (84, n)
+    lo, hi = pos.floor().long(), pos.ceil().long()
+    low, high = ordered.gather(1, lo), ordered.gather(1, hi)
+    out = low + (high - low) * (pos - lo)
+    return out.float().sort(-1).values  # feature order within a kernel is free
+
+
+def count_above(values: Tensor, thresholds: Tensor) -> Tensor:
+    """(B, K, T) values and (K, n) thresholds -> (B, K, n) how many values exceed each one.
+
+    An exported graph compares and sums. Eager PyTorch gives the same integers several times
+    faster on a CPU: a sum over a short last axis is slow, so the comparison bytes (0/1) are
+    summed eight at a time as int64 words (no carry while a byte lane holds at most 127: blocks
+    of 1,016 steps) and the eight lanes added at the end; batches go in cache-sized chunks."""
+    if torch.onnx.is_in_onnx_export() or torch.jit.is_tracing():
+        return (values[:, :, None, :] > thresholds[None, :, :, None]).sum(-1)
+    b, k, t = values.shape
+    n = thresholds.shape[1]
+    total = torch.zeros(b, k, n, dtype=torch.long, device=values.device)
+    rows = max(1, CHUNK_BYTES // (k * n * min(t, PACKED_BLOCK)))
+    for start in range(0, b, rows):
+        for at in range(0, t, PACKED_BLOCK):
+            block = values[start : start + rows, :, at : at + PACKED_BLOCK]
+            spare = -block.shape[-1] % 8
+            if spare:
+                block = F.pad(block, (0, spare), value=float("-inf"))
+            above = block[:, :, None, :] > thresholds[None, :, :, None]  # (b, K, n, T') bool
+            lanes = above.view(torch.int64).sum(-1)  # eight byte-lane counts per word
+            total[start : start + rows] += lanes.view(torch.uint8).reshape(*lanes.shape, 8).sum(-1)
+    return total
+
+
+__all__ = ["MiniRocket", "count_above", "fit_dilations", "kernel_weights", "with_penalty"]

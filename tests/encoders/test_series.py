@@ -1,0 +1,136 @@
+"""Time-series encoders beyond the registry-wide contract: outputs independent of trailing
+padding, ONNX parity at lengths other than the traced one, and MiniRocket against an independent
+NumPy transform (the reference implementation's C_alpha / C_gamma arithmetic)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+import polymodal.encoders  # noqa: F401  (registers encoders)
+from polymodal import registry
+from polymodal.encoders.cache import is_frozen
+from polymodal.encoders.minirocket import HALF, MiniRocket, count_above, fit_dilations
+from polymodal.export import onnx as ox
+from polymodal.fusion.concat import ConcatFusion
+from polymodal.models import MultimodalModel
+from tests.encoders.test_encoders import build
+
+SERIES = ["series_cnn", "series_gru", "patchtst", "minirocket"]
+
+
+def pad(x: torch.Tensor, steps: int) -> torch.Tensor:
+    return torch.cat([x, torch.zeros(x.shape[0], steps, x.shape[2])], dim=1)
+
+
+@pytest.mark.parametrize("name", ["series_cnn", "patchtst", "minirocket"])
+def test_output_does_not_depend_on_trailing_padding(name):
+    torch.manual_seed(0)
+    encoder, x = build(name)
+    encoder.eval()
+    with torch.no_grad():
+        alone = encoder(x[1:2, :7])  # row 1: 7 steps (one a gap), then padding
+        padded = encoder(pad(x[1:2], 9))
+        in_batch = encoder(x)[1:2]
+    assert torch.allclose(alone, padded, atol=1e-5) and torch.allclose(alone, in_batch, atol=1e-5)
+
+
+@pytest.mark.parametrize("name", SERIES)
+def test_onnx_parity_at_other_lengths(name, tmp_path):
+    torch.manual_seed(0)
+    encoder, x = build(name)
+    head = registry.build("head", {"type": "multiclass"}, in_dim=encoder.out_dim + 1, num_outputs=3)
+    model = MultimodalModel(
+        {"x": encoder}, ConcatFusion({"x": encoder.out_dim}), {"y": head}
+    ).eval()
+    mask = torch.tensor([True, True, False])
+    report = ox.export_checked(model, ({"x": x}, {"x": mask}), tmp_path / "m.onnx", {"x"})
+    assert {"shorter", "half"} <= set(report["by_case"]) and report["max_abs_diff"] <= 1e-4
+    runner = ox.OnnxModel(tmp_path / "m.onnx")
+    for steps in (1, 5, 29):  # shorter and longer than the traced 12 steps
+        longer = torch.randn(4, steps, 4)
+        longer[..., -1] = (torch.rand(4, steps) > 0.2).float()
+        batch = ({"x": longer}, {"x": torch.ones(4, dtype=torch.bool)})
+        with torch.no_grad():
+            ref = model(*batch)["y"]
+        assert (runner(*batch)["y"] - ref).abs().max() <= 1e-4, steps
+
+
+def test_minirocket_has_no_parameters_and_counts_as_frozen():
+    encoder, _ = build("minirocket")
+    assert not list(encoder.parameters()) and is_frozen(encoder)
+    assert not is_frozen(nn.ReLU())  # no weights at all: nothing to key a cache on
+    assert not is_frozen(build("series_cnn")[0])
+
+
+def test_minirocket_needs_training_series():
+    with pytest.raises(ValueError, match="no training series to fit its biases"):
+        MiniRocket(in_channels=3, series_reference=None)
+
+
+def reference_transform(x: np.ndarray, enc: MiniRocket) -> np.ndarray:
+    """MiniRocket's transform as the reference implementation computes it (one series at a
+    time, C_alpha = -X summed over the 9 taps, C_gamma = 3X at each tap), from the encoder's
+    kernels, channel choices and biases: features in the encoder's order."""
+    length = x.shape[0]
+    out = []
+    for i, dilation in enumerate(enc.dilations):
+        weight = getattr(enc, f"weight_{i}").numpy()[:, :-1]  # the last channel: the penalty
+        bias = getattr(enc, f"bias_{i}").numpy()
+        padding = 4 * dilation
+        for k in range(weight.shape[0]):
+            channels = np.flatnonzero(np.abs(weight[k]).sum(1))
+            positions = np.flatnonzero(weight[k, channels[0]] == 2)
+            a, g = -x[:, channels].T, 3 * x[:, channels].T  # (c, T)
+            c_alpha = a.copy()
+            c_gamma = np.zeros((9, len(channels), length))
+            c_gamma[4] = g
+            start, end = dilation, length - padding
+            for j in range(4):
+                c_alpha[:, -end:] += a[:, :end]
+                c_gamma[j, :, -end:] = g[:, :end]
+                end += dilation
+            for j in range(5, 9):
+                c_alpha[:, :-start] += a[:, start:]
+                c_gamma[j, :, :-start] = g[:, start:]
+                start += dilation
+            conv = (c_alpha + c_gamma[positions].sum(0)).sum(0)
+            if k >= HALF:  # the unpadded half: only positions whose taps are all inside
+                conv = conv[padding:-padding] if padding else conv
+            out += [float((conv > b).mean()) if len(conv) else 0.0 for b in bias[k]]
+    return np.array(out)
+
+
+def test_minirocket_matches_the_reference_transform():
+    rng = np.random.default_rng(0)
+    reference = [rng.normal(size=(60, 4)).tolist() for _ in range(6)]
+    enc = MiniRocket(in_channels=4, series_length=60, series_reference=reference, num_features=840)
+    series = rng.normal(size=(3, 60, 4))
+    x = torch.cat([torch.tensor(series, dtype=torch.float32), torch.ones(3, 60, 1)], dim=-1)
+    with torch.no_grad():
+        got = enc.features(x).numpy()
+    assert got.shape == (3, enc.out_dim) and enc.out_dim == 840
+    for row in range(3):
+        want = reference_transform(series[row].astype(np.float32).astype(np.float64), enc)
+        assert np.abs(got[row] - want).max() <= 1e-6
+    for i in range(len(enc.dilations)):  # biases sorted: quantiles of real convolution outputs
+        bias = getattr(enc, f"bias_{i}")
+        assert torch.equal(bias, bias.sort(-1).values)
+
+
+def test_minirocket_dilations_follow_the_reference():
+    dilations, per = fit_dilations(60, 840, 32)  # 2 ** linspace(0, log2(59 / 8), 10), floored
+    assert dilations == [1, 2, 3, 4, 5, 7] and per == [4, 1, 2, 1, 1, 1]
+    assert fit_dilations(7, 9996, 32) == ([1], [119])  # series shorter than a kernel
+
+
+@pytest.mark.parametrize("steps", [1, 7, 200, 1017, 2100])
+def test_count_above_packed_equals_plain_comparison(steps):
+    g = torch.Generator().manual_seed(steps)
+    values = torch.randn(21, 5, steps, generator=g).round(decimals=1)  # ties with thresholds
+    values[0, 0, : steps // 2] = float("-inf")
+    thresholds = torch.randn(5, 4, generator=g).round(decimals=1)
+    plain = (values[:, :, None, :] > thresholds[None, :, :, None]).sum(-1)
+    assert torch.equal(count_above(values, thresholds), plain)
