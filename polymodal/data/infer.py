@@ -14,6 +14,7 @@ import pandas as pd
 from polymodal.data.base import DataError
 from polymodal.data.checks import Finding, column_findings
 from polymodal.data.io import is_missing
+from polymodal.data.preprocess.series_io import parse_inline, read_file
 
 IMAGE_EXT = (".png", ".jpg", ".jpeg", ".gif", ".bmp", ".webp", ".tif", ".tiff")
 AUDIO_EXT = (".wav", ".flac", ".ogg", ".mp3", ".aiff", ".aif")
@@ -22,6 +23,8 @@ IMAGE_MAGIC = (b"\x89PNG", b"\xff\xd8\xff", b"GIF8", b"BM", b"II*\x00", b"MM\x00
 OTHER_EXT: tuple[str, ...] = (".csv", ".tsv", ".npy", ".npz", ".parquet", ".json", ".txt", ".pdf")
 OTHER_EXT += (".mp4", ".avi", ".mkv", ".webm", ".mov")
 AUDIO_MAGIC = (b"fLaC", b"OggS", b"ID3", b"\xff\xfb", b"\xff\xf3", b"\xff\xf2")
+SERIES_EXT = (".csv", ".tsv", ".npy", ".parquet", ".pq")  # timeseries when the files hold numbers
+SERIES_PEEK = (5, 100_000, 64 * 2**20)  # cells read to decide, their most steps and bytes
 SAMPLE = 200
 
 
@@ -89,7 +92,7 @@ def _file_kind(values: list[Any], base_dir: Path | None) -> str | None:
     lower = [str(v).strip().lower() for v in values]
     for kind, ext in (("image", IMAGE_EXT), ("audio", AUDIO_EXT), ("file", OTHER_EXT)):
         if sum(t.endswith(ext) and looks_like_path(t) for t in lower) >= 0.8 * len(lower):
-            return kind
+            return "timeseries" if kind == "file" and _series_files(values, base_dir) else kind
     texts = [str(v).strip() for v in values[:5]]
     if base_dir is not None and all(looks_like_path(t) for t in texts):
         paths = [Path(t).expanduser() for t in texts]
@@ -99,15 +102,40 @@ def _file_kind(values: list[Any], base_dir: Path | None) -> str | None:
     return None
 
 
+def _series_files(values: list[Any], base_dir: Path | None) -> bool:
+    """Paths to CSV / .npy / Parquet files that exist and hold numbers (the first few are read,
+    within limits): a time series per cell. Never raises."""
+    count, steps, size = SERIES_PEEK
+    texts = [str(v).strip() for v in values[:count]]
+    if base_dir is None or not all(t.lower().endswith(SERIES_EXT) for t in texts):
+        return False
+    try:
+        paths = [Path(t).expanduser() for t in texts]
+        return all(read_file(p if p.is_absolute() else base_dir / p, steps, size) for p in paths)
+    except Exception:  # unreadable, not numeric, too large: not a series column
+        return False
+
+
+def _inline_series(values: list[Any]) -> bool:
+    """Cells holding lists of numbers, or of steps of numbers: a time series per cell."""
+    try:
+        return all(parse_inline(v, SERIES_PEEK[1]) is not None for v in values[: SERIES_PEEK[0]])
+    except Exception:  # lists of words or labels (a multilabel column), ragged lists
+        return False
+
+
 def infer_modality(series: pd.Series, base_dir: Path | None = None) -> str | None:
-    """text | image | audio | numeric | categorical, or None for columns to skip (empty,
-    constant, or of a kind no preprocessor reads: lists, other files); see :func:`skip_reason`."""
+    """text | image | audio | timeseries | numeric | categorical, or None for columns to skip
+    (empty, constant, or of a kind no preprocessor reads: lists of words, other files); see
+    :func:`skip_reason`."""
     values = _sample(series)
-    if not values or isinstance(values[0], (list, tuple, np.ndarray)):
+    if not values:
         return None
+    if isinstance(values[0], (list, tuple, np.ndarray)):
+        return "timeseries" if _inline_series(values) else None
     kind = _file_kind(values, base_dir)
     if kind is not None or isinstance(values[0], (dict, bytes, bytearray)):
-        return kind if kind in ("image", "audio") else None  # unrecognised blobs are skipped
+        return kind if kind in ("image", "audio", "timeseries") else None  # other blobs: skipped
     if pd.api.types.is_bool_dtype(series):
         return "categorical" if series.nunique(dropna=True) > 1 else None
     if pd.api.types.is_numeric_dtype(series):
@@ -125,7 +153,9 @@ def skip_reason(series: pd.Series, base_dir: Path | None = None) -> str:
     if not values:
         return "every cell is missing"
     if isinstance(values[0], (list, tuple, np.ndarray)):
-        return "its cells are lists (sequences or series: no input type reads them yet)"
+        return (
+            "its cells are lists but not numeric series (words, labels: no input type reads them)"
+        )
     if _file_kind(values, base_dir) == "file":
         ext = Path(str(values[0])).suffix or "?"
         return f"file paths of a kind no input type reads ({ext})"
@@ -266,7 +296,8 @@ def _config(
     frame: pd.DataFrame, kinds: dict[str, str], targets: list[str], found: list[Finding]
 ) -> dict[str, Any]:
     """Numeric columns grouped into one ``numeric`` input, categorical ones into
-    ``categorical``, each text/image/audio column its own input; targets are never inputs."""
+    ``categorical``, each text/image/audio/timeseries column its own input; targets are never
+    inputs."""
     groups: dict[str, list[str]] = {"numeric": [], "categorical": []}
     inputs: list[dict[str, Any]] = []
     for col, kind in kinds.items():

@@ -74,6 +74,36 @@ def audio_facts(series: pd.Series, base_dir: Path) -> dict[str, Any]:
     return {"rate": int(np.median(rates)), "seconds": float(np.percentile(seconds, 95))}
 
 
+def series_facts(series: pd.Series, base_dir: Path) -> dict[str, Any]:
+    """The 95th percentile of series length (steps), from a sample of cells (unreadable ones are
+    skipped: the preprocessor reports them with their row)."""
+    from polymodal.data.preprocess.series import SeriesPreprocessor
+
+    reader = SeriesPreprocessor()
+    steps = []
+    for cell in _cells(series):
+        try:
+            steps.append(len(reader.read(cell, base_dir).values))
+        except Exception:  # as above
+            continue
+    return {"steps": int(np.percentile(steps, 95)) if steps else 512}
+
+
+def _series(inp: dict[str, Any], facts: dict[str, Any], preset: str) -> dict[str, Any]:
+    """Series kept up to their 95th percentile length (8 to 1,024 steps); ``best``: MiniRocket
+    (fixed random-convolution features, cached, a linear or small head on top), else a residual
+    1-D CNN (small for ``fast``; ``medium`` with jitter / scaling / crop augmentation)."""
+    length = min(max(8, int(facts["steps"])), 1024)
+    if preset == "best":
+        return {**inp, "encoder": {"type": "minirocket"}, "preprocessing": {"max_length": length}}
+    small = {"channels": [16, 32], "kernel_sizes": [5, 3]} if preset == "fast" else {}
+    return {
+        **inp,
+        "encoder": {"type": "series_cnn", **small},
+        "preprocessing": {"max_length": length, "augment": preset == "medium"},
+    }
+
+
 def _text(inputs: list[dict[str, Any]], preset: str) -> list[dict[str, Any]]:
     """Text inputs: ``fast`` a word bag; ``medium`` hashed word and character n-grams
     (fastText-style); ``best`` frozen MiniLM plus the n-gram branch beside it. Several text
@@ -178,6 +208,8 @@ def apply_preset(
             inp = _image(inp, image_facts(frame[col], base_dir), preset)
         elif inp["type"] == "audio":
             inp = _audio(inp, audio_facts(frame[col], base_dir), preset)
+        elif inp["type"] == "timeseries":
+            inp = _series(inp, series_facts(frame[col], base_dir), preset)
         inputs.append(inp)
     inputs = _text(inputs, preset)
     perceptual = len({i["type"] for i in inputs if i["type"] in PERCEPTUAL})

@@ -281,3 +281,53 @@ def test_augment_changes_real_steps_only():
 def test_bad_options(options, message):
     with pytest.raises(ValueError, match=message):
         pre(**options)
+
+
+def test_init_infers_series_columns(folder):
+    from polymodal.data.infer import infer_modality, skip_reason
+
+    (folder / "meta.csv").write_text("name,colour\nshirt,red\n")
+    n = 6
+    frame = pd.DataFrame(
+        {
+            "steps": [series(5 + i, i).tolist() for i in range(n)],  # lists of channel values
+            "arrays": [
+                np.array([np.array(s) for s in series(4, i)], dtype=object) for i in range(n)
+            ],
+            "flat": [series(7, i)[:, 0].tolist() for i in range(n)],  # one channel
+            "files": ["a.csv", "b.tsv", "a.npy", "b.parquet", "a.csv", "a.npy"],
+            "absent": ["x.csv"] * n,  # paths to files that are not there
+            "tables": ["meta.csv"] * n,  # CSV files that hold no numbers
+            "words": [["red", "blue"]] * n,  # lists of labels: not a series
+        }
+    )
+    kinds = {c: infer_modality(frame[c], folder) for c in frame.columns}
+    assert kinds == {
+        "steps": "timeseries", "arrays": "timeseries", "flat": "timeseries",
+        "files": "timeseries", "absent": None, "tables": None, "words": None,
+    }  # fmt: skip
+    assert "not numeric series" in skip_reason(frame["words"], folder)
+    assert "file paths of a kind no input type reads (.csv)" in skip_reason(frame["tables"], folder)
+
+
+@pytest.mark.parametrize(
+    ("preset", "encoder", "augment"),
+    [("fast", "series_cnn", False), ("medium", "series_cnn", True), ("best", "minirocket", None)],
+)
+def test_presets_choose_a_series_encoder_and_length(folder, preset, encoder, augment):
+    from polymodal.data.presets import starter
+
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame(
+        {
+            "signal": [series(int(n), i).tolist() for i, n in enumerate(rng.integers(20, 40, 30))],
+            "label": ["a", "b", "c"] * 10,
+        }
+    )
+    cfg = starter(frame, "label", folder, preset).config
+    (inp,) = cfg["inputs"]
+    assert inp["type"] == "timeseries" and inp["encoder"]["type"] == encoder
+    assert 30 <= inp["preprocessing"]["max_length"] <= 39  # the 95th percentile length
+    assert inp["preprocessing"].get("augment") == augment
+    if preset == "fast":
+        assert inp["encoder"]["channels"] == [16, 32]

@@ -21,18 +21,19 @@ runner = CliRunner()
 SHARED = Path(__file__).resolve().parents[3] / "shared" / "data"
 
 # every table of ../shared/data with its target; tables whose only feature is a kind of column no
-# input type reads yet (series as lists) must fail with one line that says so
+# input type reads (COCO's annotation records) must fail with one line that says so
 TABLES = [
     ("avmnist/val.parquet", "label", 0),
     ("clothing/reviews.csv", "Recommended IND", 0),
     ("clothing/reviews.csv", "Rating", 0),
     ("twemoji/emoji.json", "category", 0),
-    ("watch/recordings.csv", "exercise", 0),
-    ("watch/recordings.parquet", "exercise", 0),
-    ("uea/JapaneseVowels/train.parquet", "label", 2),
-    ("uea/SelfRegulationSCP1/train.parquet", "label", 2),
+    ("watch/recordings.csv", "exercise", 0),  # signal: paths to per-recording CSV files
+    ("watch/recordings.parquet", "exercise", 0),  # signal: inline lists of 6-channel steps
+    ("uea/JapaneseVowels/train.parquet", "label", 0),
+    ("uea/SelfRegulationSCP1/train.parquet", "label", 0),
     ("coco_mini/annotations/captions_val2017.json", "caption", 2),
 ]
+SERIES = {"watch": "signal", "uea": "series"}  # the time-series column of those tables
 
 
 @pytest.mark.parametrize(("table", "target", "code"), TABLES)
@@ -54,6 +55,9 @@ def test_init_on_every_shared_table(tmp_path, table, target, code):
         other = "Rating" if target == "Recommended IND" else "Recommended IND"
         assert other in cfg["dropped"] and other not in str(cfg["inputs"])
         assert "Clothing ID" in str(cfg["inputs"])  # an item id: embedded as a category
+    if table.split("/")[0] in SERIES:
+        series = [i for i in cfg["inputs"] if i["type"] == "timeseries"]
+        assert [i["name"] for i in series] == [SERIES[table.split("/")[0]]]
     from polymodal import Predictor as P
 
     P(out)  # the written config validates (components and options too)
