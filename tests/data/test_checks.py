@@ -28,7 +28,8 @@ def _hostile_cells(tmp_path):
         "mixed": [i if i % 2 else f"v{i % 5}" for i in range(60)],
         "locked_file": [str(secret)] * 60,  # a path the OS refuses to open
         "dicts": [{"a": i} for i in range(60)],
-        "lists": [[i, i + 1] for i in range(60)],
+        "lists": [[i, i + 1] for i in range(60)],  # numbers: a (2-step) time series
+        "word_lists": [["red", f"v{i}"] for i in range(60)],  # a list no input type reads
         "newlines": [f"line one\nline two {i}" for i in range(60)],
         "label": ["a", "b", "c"] * 20,
     }
@@ -40,10 +41,11 @@ def test_inference_never_raises_on_hostile_cells(tmp_path):
     found = infer_table(frame, "label", tmp_path)
     kinds = found.kinds
     assert kinds["long_text"] == "text" and kinds["emoji"] == "text"
-    assert kinds["numbers_as_text"] == "numeric" and "dicts" not in kinds and "lists" not in kinds
+    assert kinds["numbers_as_text"] == "numeric" and "dicts" not in kinds
+    assert kinds["lists"] == "timeseries" and "word_lists" not in kinds
     assert kinds["long_token"] == "text"  # 300 bytes without a separator: not a file name
     skipped = {f.column: f.kind for f in found.findings if f.drop}
-    assert skipped["lists"] == "unsupported" and skipped["dicts"] == "unsupported"
+    assert skipped["word_lists"] == "unsupported" and skipped["dicts"] == "unsupported"
     assert skipped["surrogate"] == "error"  # reported with its column, init goes on
     from polymodal.config import load_config
 
