@@ -454,14 +454,13 @@ class Predictor:
         """Write the model as ONNX to ``path`` and check it against PyTorch on up to ``rows``
         real rows of ``data`` (as they are, batch 1, and with each modality masked);
         raises ``ParityError`` beyond ``atol``. Returns the parity report."""
-        from polymodal.export.onnx import batch_of, export_checked
+        from polymodal.export.onnx import batch_of, export_checked, text_inputs
 
         art = self._check_fitted()
         frame, base, src = read_any(data, "export", base_dir)
         inputs = art.pipeline.transform_inputs(frame.head(rows), base, src)
-        text = {i.name for i in art.config.inputs if i.type == "text"}
-        batch = batch_of(TableDataset(inputs, {}), rows)
-        return export_checked(art.model, batch, path, text, atol)
+        batch = batch_of(TableDataset(inputs, {}), rows)  # sequences (tokens, steps): dynamic
+        return export_checked(art.model, batch, path, text_inputs(art.config), atol)
 
     @property
     def metrics_(self) -> dict[str, Any]:

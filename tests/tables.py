@@ -79,3 +79,50 @@ def config_for(fusion: str = "concat", epochs: int = 2, **fusion_kwargs: object)
             "early_stopping_patience": None,
         },
     }
+
+
+SERIES_ENCODERS = {  # tiny settings of every time-series encoder, for end-to-end tests
+    "series_cnn": {"channels": [8, 8], "kernel_sizes": [3, 3]},
+    "series_gru": {"hidden": 8},
+    "patchtst": {"patch": 4, "dim": 16, "heads": 2, "layers": 1, "ff_dim": 32},
+    "minirocket": {"num_features": 840},
+}
+
+
+def add_series(frame: pd.DataFrame, folder: Path, inline: bool = False) -> pd.DataFrame:
+    """``frame`` (from :func:`make_table`) with ``motion``: a 3-channel series of 8-24 steps whose
+    frequency follows ``label`` (channels ``x``, ``y``, ``z``), every fourth with a gap step.
+    Cells are paths relative to ``folder`` (.npy and CSV files in turn), or the series itself as a
+    list of steps (``inline``, for Parquet / JSON Lines tables)."""
+    rng = np.random.default_rng(1)
+    (folder / "series").mkdir(parents=True, exist_ok=True)
+    cells: list[object] = []
+    for i, name in enumerate(frame["label"]):
+        freq = 1 + ["cat", "dog", "eel"].index(name)
+        t = np.arange(int(rng.integers(8, 25))) / 4
+        steps = np.stack([np.sin(freq * t), np.cos(freq * t), 0.1 * rng.standard_normal(len(t))], 1)
+        if i % 4 == 0:
+            steps[len(t) // 2] = np.nan  # a gap: a masked step
+        if inline:
+            cells.append([[None if np.isnan(v) else float(v) for v in step] for step in steps])
+        elif i % 2:
+            pd.DataFrame(steps, columns=["x", "y", "z"]).to_csv(
+                folder / "series" / f"{i}.csv", index=False
+            )
+            cells.append(f"series/{i}.csv")
+        else:
+            np.save(folder / "series" / f"{i}.npy", steps)
+            cells.append(f"series/{i}.npy")
+    return frame.assign(motion=cells)
+
+
+def series_config(
+    fusion: str = "concat", epochs: int = 2, encoder: str = "series_cnn", **fusion_kwargs: object
+) -> dict:
+    """:func:`config_for` plus the ``motion`` series input (``encoder`` in a tiny setting)."""
+    cfg = config_for(fusion, epochs, **fusion_kwargs)
+    cfg["inputs"].append(
+        {"name": "motion", "type": "timeseries",
+         "encoder": {"type": encoder, **SERIES_ENCODERS[encoder]}}
+    )  # fmt: skip
+    return cfg

@@ -96,7 +96,7 @@ class Served:
         for i, rec in enumerate(records):
             for col, kind in self.files.items():
                 cell = rec[col]
-                if not _filled(cell):
+                if isinstance(cell, list) or not _filled(cell):  # an inline series, or missing
                     continue
                 if (col, cell) not in seen:
                     target = S.file_cell(cell, i, col, kind, self.data_dir)
@@ -125,7 +125,7 @@ def create_app(
     max_decode_bytes: int = 512 * 2**20,  # what one request's files may decode to, together
 ) -> FastAPI:
     served = Served(model_dir, backend, data_dir, max_decode_bytes)
-    Body = S.request_model(served.columns, max_rows)
+    Body = S.request_model(served.columns, max_rows, S.cell_checks(served.art))
     app = FastAPI(title="polymodal model server", version="1")
     app.add_exception_handler(RequestValidationError, S.validation_error)  # type: ignore[arg-type]
     app.add_exception_handler(HTTPException, http_error)  # type: ignore[arg-type]

@@ -30,7 +30,7 @@ from starlette.datastructures import UploadFile as Upload  # what form parsing h
 
 from polymodal.export.artifact import Artifact
 
-FILE_TYPES = ("image", "audio")
+FILE_TYPES = ("image", "audio", "timeseries")  # cells that may be files (a series may be inline)
 MAX_PATH_CHARS = 4096  # PATH_MAX: a longer file cell is never looked up as a path
 MAX_NAME_CHARS = 255  # NAME_MAX: the longest name of one folder or file
 FORM_TYPES = ("multipart/form-data", "application/x-www-form-urlencoded")
@@ -58,6 +58,8 @@ def category(value: Any) -> Any:
 
 
 Text = Annotated[str, AfterValidator(unicode_text)]
+Number = Annotated[float, Strict()]  # integers are accepted as numbers, true/false and "35" not
+Step = Number | None  # null: a gap
 # a JSON true/false is refused where a number or a category is expected, and "35" for a number
 PY_TYPES: dict[str, Any] = {
     "text": Text | None,
@@ -65,6 +67,9 @@ PY_TYPES: dict[str, Any] = {
     "categorical": Annotated[str | int | float, BeforeValidator(category)] | None,
     "image": Text | None,  # base64 (or a data: URI), or a path inside the allowed folder
     "audio": Text | None,
+    # time steps, each a list of channel values (or one value per step), or a file (CSV / .npy /
+    # Parquet) as base64 or a path inside the allowed folder
+    "timeseries": list[list[Step]] | list[Step] | Text | None,
 }
 
 
@@ -102,19 +107,37 @@ def input_columns(art: Artifact) -> dict[str, str]:
     return dict(sorted(cols.items()))
 
 
-def row_model(columns: dict[str, str]) -> type[BaseModel]:
+def cell_checks(art: Artifact) -> dict[str, Any]:
+    """Column -> the fitted preprocessor's ``validate_cell`` where it has one (a series' channel
+    count and length): a cell of the wrong shape is a 422 naming its row and field."""
+    checks: dict[str, Any] = {}
+    for inp in art.config.inputs:
+        check = getattr(art.pipeline.preprocessors[inp.name], "validate_cell", None)
+        if check is not None:
+            checks.update({c: check for c in inp.columns or [inp.name]})
+    return checks
+
+
+def row_model(columns: dict[str, str], checks: dict[str, Any] | None = None) -> type[BaseModel]:
     """One pydantic model per served model: every input column required (null = missing),
-    nothing else allowed, no NaN/inf."""
+    nothing else allowed, no NaN/inf; ``checks[column]`` validates a cell further."""
+    checks = checks or {}
     fields: dict[str, Any] = {
-        col: (PY_TYPES[kind], Field(..., description=f"{kind} column"))
+        col: (
+            Annotated[PY_TYPES[kind], AfterValidator(checks[col])] if col in checks
+            else PY_TYPES[kind],
+            Field(..., description=f"{kind} column"),
+        )
         for col, kind in columns.items()
-    }
+    }  # fmt: skip
     config = ConfigDict(extra="forbid", allow_inf_nan=False, populate_by_name=True)
     return create_model("Row", __config__=config, **fields)  # type: ignore[call-overload, no-any-return]
 
 
-def request_model(columns: dict[str, str], max_rows: int) -> type[BaseModel]:
-    Row = row_model(columns)
+def request_model(
+    columns: dict[str, str], max_rows: int, checks: dict[str, Any] | None = None
+) -> type[BaseModel]:
+    Row = row_model(columns, checks)
     return create_model(  # type: ignore[call-overload, no-any-return]
         "PredictRequest",
         __config__=ConfigDict(extra="forbid"),

@@ -167,6 +167,14 @@ class SeriesPreprocessor(Preprocessor):
         """One series file -> its tensor (what :func:`decode_column` calls per distinct file)."""
         return self.tensor(self.conform(self.read_target(target), self.n_channels))
 
+    def validate_cell(self, value: Any) -> Any:
+        """A request's inline cell (list of steps), checked before anything runs: the shape
+        training had (``ValueError`` saying what is wrong, which a server answers with a 422);
+        other cells (a file's bytes or path, null) pass unchanged."""
+        if isinstance(value, list):
+            self.conform(parse_inline(value, self.max_steps), self.n_channels)
+        return value
+
     # -- fit ---------------------------------------------------------------------------------
     def partial_fit(
         self,
