@@ -56,6 +56,16 @@ def noisy(
     return replace(t, values=torch.where(swap, random_ids, v))
 
 
+def _noisy(t: Transformed, level: float, generator: torch.Generator, pre: Any) -> Transformed:
+    """The preprocessor's own ``noise`` where it has one (a series: real steps only, its step
+    mask kept), else :func:`noisy`."""
+    own = getattr(pre, "noise", None)
+    if own is None:
+        return noisy(t, level, generator, pre.spec())
+    t = _materialise(t)
+    return replace(t, values=own(t.values, level, generator))
+
+
 def _main(report: dict[str, Any], output: str, task: str) -> float | None:
     value = report[output].get(MAIN_METRIC[task])
     return None if value is None else float(value)
@@ -83,10 +93,10 @@ def robustness(
     gen = torch.Generator().manual_seed(seed)
     for name, t in dataset.inputs.items():
         rows.append(run({**dataset.inputs, name: masked(t)}, name, "missing", 1.0))
-        spec = pipeline.preprocessors[name].spec()
+        pre = pipeline.preprocessors[name]
         for level in noise_levels:
             rows.append(
-                run({**dataset.inputs, name: noisy(t, level, gen, spec)}, name, "noise", level)
+                run({**dataset.inputs, name: _noisy(t, level, gen, pre)}, name, "noise", level)
             )
     return {"metric": {o: MAIN_METRIC[t] for o, t in tasks.items()}, "rows": rows}
 

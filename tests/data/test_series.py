@@ -331,3 +331,14 @@ def test_presets_choose_a_series_encoder_and_length(folder, preset, encoder, aug
     assert inp["preprocessing"].get("augment") == augment
     if preset == "fast":
         assert inp["encoder"]["channels"] == [16, 32]
+
+
+def test_robustness_noise_keeps_the_step_mask():
+    p = pre()
+    frame = pd.DataFrame({"s": [series(10, 1).tolist(), series(4, 2).tolist(), None]})
+    p.fit(frame, ["s"], Path())
+    x = rows(p.transform(frame, ["s"], Path()))
+    noisy = p.noise(x, 0.5, torch.Generator().manual_seed(0))
+    assert torch.equal(noisy[..., -1], x[..., -1])  # no step added or dropped
+    real = x[..., -1] > 0
+    assert not torch.equal(noisy[real], x[real]) and torch.equal(noisy[~real], x[~real])

@@ -344,6 +344,14 @@ class SeriesPreprocessor(Preprocessor):
         values = values * mask[..., None]
         return torch.cat([values, mask[..., None]], dim=-1)
 
+    def noise(self, x: torch.Tensor, level: float, generator: torch.Generator) -> torch.Tensor:
+        """(N, T, C + 1) with Gaussian noise of ``level`` standard deviations (the channels are
+        standardised) on the real steps; the step mask and padding stay as they are (robustness
+        checks call this instead of perturbing every float)."""
+        real = x[..., -1:]
+        noise = torch.randn(x[..., :-1].shape, generator=generator) * level * real
+        return torch.cat([x[..., :-1] + noise, real], dim=-1)
+
     # -- facts and state ---------------------------------------------------------------------
     def spec(self) -> dict[str, Any]:
         spec: dict[str, Any] = {"in_channels": self.n_channels, "series_length": self.length}
