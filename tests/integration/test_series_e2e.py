@@ -167,3 +167,26 @@ def test_importance_robustness_and_explanations_run(table, tmp_path):
     assert {"motion"} <= {r["modality"] for r in result["rows"]}
     (explained,) = pred.explain(frame, rows=[3], base_dir=folder)
     assert "motion" in explained["occlusion"]
+
+
+def test_series_models_compress(table, tmp_path):
+    """int8 (the GRU quantised; its ONNX graph int8) and both prunings on a model with a CNN and
+    a GRU over the series: each compressed folder loads and predicts."""
+    from polymodal.compression.compress import int8, prune
+
+    folder, frame = table
+    cfg = light()
+    for encoder in ("series_gru",):
+        cfg["inputs"].append(
+            {"name": f"motion_{encoder}", "type": "timeseries", "columns": ["motion"],
+             "encoder": {"type": encoder, **SERIES_ENCODERS[encoder]}}
+        )  # fmt: skip
+    Predictor(cfg).fit(frame, base_dir=folder).save(tmp_path / "m")
+    int8(tmp_path / "m", tmp_path / "int8", (frame, folder, "t"), rows=8)
+    for method in ("magnitude", "structured"):
+        info = prune(tmp_path / "m", tmp_path / method, method, 0.5)
+        assert info["sparsity"] > 0 or info["layers"]
+    for out, backend in (("int8", "torch"), ("int8", "onnx"), ("magnitude", "torch"),
+                         ("structured", "torch")):  # fmt: skip
+        got = Predictor.load(tmp_path / out, backend=backend).predict(frame, base_dir=folder)
+        assert got["label"].isin(["cat", "dog", "eel"]).all(), (out, backend)
