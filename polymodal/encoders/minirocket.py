@@ -12,7 +12,9 @@ unpadded half). About ``num_features`` features (default 9,996 = 84 x 119).
 Steps that must not count (padding, gaps; for the unpadded half also steps whose taps reach a
 gap or beyond the ends) are pushed to -1e30 by one more input channel, a penalty that the
 convolution itself adds (weight 1 at the centre tap, or at all nine), so no masking pass over
-the (B, 84, T) outputs is needed.
+the (B, 84, T) outputs is needed. Inputs are rounded to 1/64 of a standard deviation (clipped at
+16) so that every convolution output is an exact integer: ONNX Runtime then gives the very same
+features as PyTorch, even where an output equals a bias (see :func:`on_grid`).
 
 Fitting is the preprocessor's: it keeps a seeded bottom-k sample of training series
 (``reference_rows``, asked for by :meth:`MiniRocket.input_spec`) and hands it over as the
@@ -40,6 +42,7 @@ COMBINATIONS = list(itertools.combinations(range(KERNEL_LENGTH), 3))  # 84 kerne
 PHI = (np.sqrt(5) + 1) / 2
 HALF = len(COMBINATIONS) // 2  # kernels per dilation with zero padding (the other half: none)
 PENALTY = -1e30  # a step that must not count: far below every bias, finite in float32
+GRID, GRID_CLIP = 64.0, 16.0  # values as exact integers (see on_grid)
 PACKED_BLOCK = 1016  # steps summed as packed bytes at once (8 x 127: no carry between lanes)
 CHUNK_BYTES = 2**20  # comparison bytes made at once (about a core's L2 cache)
 
@@ -73,6 +76,15 @@ def kernel_weights(mix: np.ndarray, first: int = 0) -> Tensor:
     for row, k in enumerate(order):
         base[row, list(COMBINATIONS[k])] = 2.0
     return torch.from_numpy(mix[:, :, None].astype(np.float32) * base[:, None, :])
+
+
+def on_grid(values: Tensor) -> Tensor:
+    """Standardised values clipped to +-16 and rounded to multiples of 1/64, in units of 1/64:
+    integers of at most 2**10, so every convolution output (at most 63 terms of weight <= 2) is
+    an integer below 2**24, exact in float32 whatever the order of summation. PyTorch and ONNX
+    Runtime then compute the same outputs and the same comparisons with the biases, also for a
+    series whose output equals a bias (the training series the biases were drawn from)."""
+    return torch.round(values.clamp(-GRID_CLIP, GRID_CLIP) * GRID)
 
 
 def with_penalty(weight: Tensor) -> Tensor:
@@ -145,7 +157,7 @@ class MiniRocket(SeriesEncoder):
         every real step (zero padding beyond the ends), the other 42 only the steps whose nine
         taps are all real (the reference's unpadded half)."""
         keep = step_mask(x).to(x.dtype)  # (B, T)
-        values = x[..., :-1] * keep[..., None]  # (B, T, C), gaps zero
+        values = on_grid(x[..., :-1]) * keep[..., None]  # (B, T, C), gaps zero
         if not (torch.onnx.is_in_onnx_export() or torch.jit.is_tracing()):
             spare = -x.shape[1] % 8  # whole int64 words for count_above (masked steps)
             values, keep = F.pad(values, (0, 0, 0, spare)), F.pad(keep, (0, spare))
@@ -197,7 +209,7 @@ def _biases(
 ) -> Tensor:
     """(84, n) biases, sorted: quantiles ``q`` (84, n) of each kernel's output over the real
     steps of a random reference series (linear interpolation, as ``numpy.quantile``)."""
-    values = batch[..., :-1].transpose(1, 2)  # (R, C, T)
+    values = on_grid(batch[..., :-1]).transpose(1, 2)  # (R, C, T)
     reach = (KERNEL_LENGTH // 2) * dilation
     conv = F.conv1d(values, weight, padding=reach, dilation=dilation)  # (R, 84, T)
     rows = torch.from_numpy(rng.integers(0, len(batch), len(weight)))

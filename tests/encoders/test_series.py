@@ -5,6 +5,7 @@ NumPy transform (the reference implementation's C_alpha / C_gamma arithmetic).""
 from __future__ import annotations
 
 import numpy as np
+import onnxruntime as ort
 import pytest
 import torch
 from torch import nn
@@ -12,7 +13,7 @@ from torch import nn
 import polymodal.encoders  # noqa: F401  (registers encoders)
 from polymodal import registry
 from polymodal.encoders.cache import is_frozen
-from polymodal.encoders.minirocket import HALF, MiniRocket, count_above, fit_dilations
+from polymodal.encoders.minirocket import HALF, MiniRocket, count_above, fit_dilations, on_grid
 from polymodal.export import onnx as ox
 from polymodal.fusion.concat import ConcatFusion
 from polymodal.models import MultimodalModel
@@ -107,17 +108,38 @@ def test_minirocket_matches_the_reference_transform():
     rng = np.random.default_rng(0)
     reference = [rng.normal(size=(60, 4)).tolist() for _ in range(6)]
     enc = MiniRocket(in_channels=4, series_length=60, series_reference=reference, num_features=840)
-    series = rng.normal(size=(3, 60, 4))
-    x = torch.cat([torch.tensor(series, dtype=torch.float32), torch.ones(3, 60, 1)], dim=-1)
+    series = rng.normal(size=(3, 60, 4)).astype(np.float32)
+    x = torch.cat([torch.from_numpy(series), torch.ones(3, 60, 1)], dim=-1)
+    series = on_grid(torch.from_numpy(series)).double().numpy()  # what the kernels see
     with torch.no_grad():
         got = enc.features(x).numpy()
     assert got.shape == (3, enc.out_dim) and enc.out_dim == 840
     for row in range(3):
-        want = reference_transform(series[row].astype(np.float32).astype(np.float64), enc)
+        want = reference_transform(series[row], enc)
         assert np.abs(got[row] - want).max() <= 1e-6
     for i in range(len(enc.dilations)):  # biases sorted: quantiles of real convolution outputs
         bias = getattr(enc, f"bias_{i}")
         assert torch.equal(bias, bias.sort(-1).values)
+
+
+def test_minirocket_onnx_features_equal_torch_even_at_ties(tmp_path):
+    """The biases are quantiles of the reference series' outputs, so those series hit them
+    exactly: with exact integer convolutions both runtimes compare alike (no 1/T jumps)."""
+    rng = np.random.default_rng(1)
+    reference = [rng.normal(size=(int(n), 3)).tolist() for n in rng.integers(20, 40, 8)]
+    enc = MiniRocket(in_channels=3, series_length=40, series_reference=reference).eval()
+    x = torch.zeros(8, 40, 4)
+    for r, s in enumerate(reference):
+        x[r, : len(s), :3] = torch.tensor(s)
+        x[r, : len(s), 3] = 1.0
+    torch.onnx.export(
+        enc, (x,), str(tmp_path / "m.onnx"), input_names=["x"], output_names=["y"],
+        dynamic_axes={"x": {0: "b", 1: "t"}}, opset_version=17, dynamo=False,
+    )  # fmt: skip
+    runner = ort.InferenceSession(str(tmp_path / "m.onnx"), providers=["CPUExecutionProvider"])
+    with torch.no_grad():
+        want = enc(x).numpy()
+    assert np.array_equal(runner.run(None, {"x": x.numpy()})[0], want)
 
 
 def test_minirocket_dilations_follow_the_reference():
