@@ -19,6 +19,8 @@ class Encoder(nn.Module):
     """Base class: subclasses set ``modalities`` and ``self.out_dim`` and implement ``forward``."""
 
     modalities: ClassVar[tuple[str, ...]] = ()
+    # gradients of the output reach the input (attributions); False for step-function features
+    differentiable: ClassVar[bool] = True
     out_dim: int
 
     @classmethod

@@ -107,6 +107,8 @@ def real_kernel_steps(keep: Tensor, dilation: int) -> Tensor:
 class MiniRocket(SeriesEncoder):
     """MiniRocket features of a (B, T, C + 1) series batch -> (B, out_dim), centred."""
 
+    differentiable = False  # proportions of steps above biases: no gradient to attribute
+
     def __init__(
         self,
         in_channels: int,

@@ -431,6 +431,13 @@ def _input_explanation(
     info: dict[str, Any] = {"present": bool(row.masks[name][0])}
     if not info["present"] or method not in GRADIENT_METHODS:
         return info, None
+    encoder = row.model.encoders[row.model.tied.get(name, name)]
+    if not getattr(encoder, "differentiable", True):  # e.g. MiniRocket's step-function features
+        info["attribution"] = (
+            f"none: {type(encoder).__name__}'s output has no gradient with respect to its "
+            "input; the occlusion value says how much this input mattered"
+        )
+        return info, None
     attrs, delta = attribute_input(row, name, x, target, method, steps)
     details, display = _describe(inp, pipeline, cells, attrs, x)
     return info | details | {"convergence_delta": delta}, display

@@ -93,7 +93,7 @@ def test_every_fusion_takes_a_series_input(fitted, fusion):
     assert torch.isfinite(a).all() and torch.allclose(a, b, atol=1e-5)
 
 
-def test_minirocket_features_are_cached_with_modality_dropout(table, tmp_path):
+def test_minirocket_cached_with_modality_dropout_explained_and_reported(table, tmp_path):
     folder, frame = table
     cfg = light("minirocket", epochs=2)
     cfg["trainer"] |= {"modality_dropout": 0.5, "feature_cache_dir": str(tmp_path / "cache")}
@@ -101,6 +101,10 @@ def test_minirocket_features_are_cached_with_modality_dropout(table, tmp_path):
     hits, misses = pred.artifact_.history[-1]["feature_cache"]["motion"]
     assert misses <= len(frame) and hits >= len(frame) // 2  # epoch 2 ran no MiniRocket
     assert list((tmp_path / "cache").iterdir())  # written for the next run
+    (explained,) = pred.explain(frame, rows=[3], base_dir=folder)  # no gradient: occlusion only
+    assert "no gradient" in explained["modalities"]["motion"]["attribution"]
+    assert "motion" in explained["occlusion"]
+    assert pred.report(tmp_path / "r.html", data=frame, base_dir=folder).stat().st_size > 10_000
 
 
 def test_onnx_export_and_backend_at_other_lengths(table, tmp_path):
