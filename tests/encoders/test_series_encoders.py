@@ -148,11 +148,12 @@ def test_minirocket_dilations_follow_the_reference():
     assert fit_dilations(7, 9996, 32) == ([1], [119])  # series shorter than a kernel
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])  # NumPy's and torch's bytes
 @pytest.mark.parametrize("steps", [1, 7, 200, 1017, 2100])
-def test_count_above_packed_equals_plain_comparison(steps):
+def test_count_above_packed_equals_plain_comparison(steps, dtype):
     g = torch.Generator().manual_seed(steps)
-    values = torch.randn(21, 5, steps, generator=g).round(decimals=1)  # ties with thresholds
+    values = torch.randn(21, 5, steps, generator=g, dtype=dtype).round(decimals=1)  # ties
     values[0, 0, : steps // 2] = float("-inf")
-    thresholds = torch.randn(5, 4, generator=g).round(decimals=1)
+    thresholds = torch.randn(5, 4, generator=g, dtype=dtype).round(decimals=1)
     plain = (values[:, :, None, :] > thresholds[None, :, :, None]).sum(-1)
     assert torch.equal(count_above(values, thresholds), plain)
