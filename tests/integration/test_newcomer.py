@@ -118,15 +118,25 @@ def test_time_limit_keeps_the_best_epoch_so_far(tmp_path):
 
 
 def test_progress_lines_outside_a_terminal(tmp_path, monkeypatch, caplog):
+    import importlib
+
+    files = importlib.import_module("polymodal.data.preprocess.files")
+    evaluate = importlib.import_module(
+        "polymodal.evaluation.evaluate"
+    )  # the module, not the function
     monkeypatch.setenv("POLYMODAL_PROGRESS_EVERY", "0")  # a line after every step
-    frame = make_table(tmp_path, n=40)
+    monkeypatch.setattr(files, "PROGRESS_ROWS", 1)  # as if the table were large
+    monkeypatch.setattr(evaluate, "PROGRESS_ROWS", 1)
+    frame = make_table(tmp_path, n=80)
     cfg = config_for("concat", epochs=1)
     cfg["trainer"]["progress"] = True
     with caplog.at_level(logging.INFO, logger="polymodal"):
-        Predictor(cfg).fit(frame, base_dir=tmp_path)
+        pred = Predictor(cfg).fit(frame, base_dir=tmp_path)
+        pred.predict(frame, base_dir=tmp_path)
     lines = [r.getMessage() for r in caplog.records if r.name == "polymodal.progress"]
     assert any(ln.startswith("epoch 1/1: ") and "batches/s" in ln for ln in lines), lines
-    assert any("ETA" in ln for ln in lines)
+    assert any(ln.startswith("photo: reading files: 64/") for ln in lines), lines
+    assert any(ln.startswith("predicting: 80/80 rows") for ln in lines), lines
 
 
 def test_presets_read_the_files(tmp_path):

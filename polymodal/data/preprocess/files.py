@@ -10,6 +10,7 @@ import hashlib
 import logging
 import os
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -19,8 +20,10 @@ import torch
 from polymodal.data.base import DataError, Transformed, where
 from polymodal.data.io import is_missing
 from polymodal.data.paths import ANYWHERE, FileAccess, PathRefused, cell_path
+from polymodal.utils.progress import progress
 
 log = logging.getLogger("polymodal.data")
+PROGRESS_ROWS = 2048  # columns with fewer rows decode without a progress report
 
 Decoder = Callable[[bytes | Path], torch.Tensor]
 Finisher = Callable[[torch.Tensor], torch.Tensor]
@@ -110,6 +113,39 @@ def _decode(decode: Decoder, target: bytes | Path) -> torch.Tensor:
     return raw
 
 
+@dataclass
+class _Column:
+    """One column's decoding state: each distinct cell's slot in the stack (0: missing or bad),
+    where each slot's cell first appeared (for errors raised later), rows' slots."""
+
+    series: pd.Series
+    base_dir: Path
+    decode: Decoder
+    expected: str
+    source: str
+    bad_cells: str
+    access: FileAccess
+    stack: _Stack
+    slots: dict[str, int] = field(default_factory=dict)
+    places: dict[int, str] = field(default_factory=dict)  # slot -> its cell's place and name
+    folders: dict[str, str] = field(default_factory=dict)  # resolved folders of path cells
+
+    def slot(self, row: Any, cell: Any, key: str) -> int:
+        """The slot of a cell: decoded once; a bad one is slot 0 (or a :class:`DataError`)."""
+        if key not in self.slots:
+            place, desc = where(self.source, row, str(self.series.name)), describe(cell)
+            try:
+                target, _ = read_cell(cell, self.base_dir, self.access, self.folders)
+                self.slots[key] = self.stack.add(_decode(self.decode, target))
+                self.places[self.slots[key]] = f"{place}: {desc}"
+            except PathRefused as err:
+                self.slots[key] = _bad(f"{place}: {err}", err, self.bad_cells)
+            except Exception as err:  # any decoder failure is a bad cell, reported with its place
+                message = f"{place}: cannot read {desc}: expected {self.expected} ({_brief(err)})"
+                self.slots[key] = _bad(message, err, self.bad_cells)
+        return self.slots[key]
+
+
 def decode_column(
     series: pd.Series,
     base_dir: Path,
@@ -126,34 +162,25 @@ def decode_column(
 
     ``decode`` turns one file into a raw tensor; ``finish`` (optional) maps a stacked chunk of raw
     tensors (k, ...) to final values (k, ...); ``empty`` is the final value of slot 0, shared by
-    missing and masked cells. ``access`` says which folders path cells may name.
+    missing and masked cells. ``access`` says which folders path cells may name. Large columns
+    report progress (a bar, or log lines outside a terminal).
     """
-    stack = _Stack(empty, finish, chunk)
-    slots: dict[str, int] = {}
-    places: dict[int, str] = {}  # slot -> where its cell first appeared, and what it named
+    col = _Column(series, base_dir, decode, expected, source, bad_cells, access,
+                  _Stack(empty, finish, chunk))  # fmt: skip
     index = torch.zeros(len(series), dtype=torch.long)
     filled = torch.zeros(len(series), dtype=torch.bool)
-    folders: dict[str, str] = {}  # resolved folders of this column's path cells
-    for r, (row, cell) in enumerate(zip(series.index, series.tolist(), strict=True)):
-        key = cell_key(cell, base_dir)
-        if key is None:
-            continue
-        filled[r] = True
-        if key not in slots:
-            place, desc = where(source, row, str(series.name)), describe(cell)
-            try:
-                target, _ = read_cell(cell, base_dir, access, folders)
-                slots[key] = stack.add(_decode(decode, target))
-                places[slots[key]] = f"{place}: {desc}"
-            except PathRefused as err:
-                slots[key] = _bad(f"{place}: {err}", err, bad_cells)
-            except Exception as err:  # any decoder failure is a bad cell, reported with its place
-                message = f"{place}: cannot read {desc}: expected {expected} ({_brief(err)})"
-                slots[key] = _bad(message, err, bad_cells)
-        index[r] = slots[key]
-    values = stack.values()
-    for slot in stack.broken:  # finite raw values that overflowed in ``finish``
-        _bad(f"{places[slot]}: values out of range (NaN or infinity after preprocessing); "
+    shown = len(series) if len(series) >= PROGRESS_ROWS else 0  # small tables stay silent
+    with progress(shown, f"{series.name}: reading files") as bar:
+        for r, (row, cell) in enumerate(zip(series.index, series.tolist(), strict=True)):
+            key = cell_key(cell, base_dir)
+            if key is not None:
+                filled[r] = True
+                index[r] = col.slot(row, cell, key)
+            if r % 64 == 63:
+                bar.advance(64)
+    values = col.stack.values()
+    for slot in col.stack.broken:  # finite raw values that overflowed in ``finish``
+        _bad(f"{col.places[slot]}: values out of range (NaN or infinity after preprocessing); "
              f"expected {expected}", None, bad_cells)  # fmt: skip
         index[index == slot] = 0
     n_bad = int((filled & (index == 0)).sum())
