@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from polymodal.utils.errors import PolymodalError
 
-Modality = Literal["text", "image", "audio", "numeric", "categorical", "timeseries"]
+Modality = Literal["text", "image", "audio", "numeric", "categorical", "timeseries", "video"]
 Task = Literal["binary", "multiclass", "multilabel", "regression", "retrieval", "caption"]
 
 DEFAULT_ENCODER: dict[str, str] = {
@@ -25,6 +25,7 @@ DEFAULT_ENCODER: dict[str, str] = {
     "numeric": "mlp",
     "categorical": "embedding",
     "timeseries": "series_cnn",
+    "video": "video_frames",
 }
 
 
@@ -46,7 +47,13 @@ class InputConfig(_Strict):
     def _fill(self) -> InputConfig:
         if self.columns is None:
             self.columns = [self.name]
-        if len(self.columns) != 1 and self.type in ("text", "image", "audio", "timeseries"):
+        if len(self.columns) != 1 and self.type in (
+            "text",
+            "image",
+            "audio",
+            "timeseries",
+            "video",
+        ):
             raise ValueError(f"input {self.name!r}: a {self.type} input reads exactly one column")
         if self.tied is None:  # a tied input's blocks come from its owner
             self.encoder.setdefault("type", DEFAULT_ENCODER[self.type])

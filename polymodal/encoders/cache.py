@@ -241,6 +241,32 @@ class FeatureCache:
         return self.directory / name
 
 
+def frozen_stage(encoder: nn.Module) -> nn.Module | None:
+    """The frozen part of an encoder that runs on pieces of its input (a video encoder's frame
+    encoder, on each frame), as ``encoder.cached_stage()`` names it; None when there is none."""
+    stage = getattr(encoder, "cached_stage", None)
+    part = stage() if callable(stage) else None
+    return part if isinstance(part, nn.Module) and is_frozen(part) else None
+
+
+class StageCache(FeatureCache):
+    """A :class:`FeatureCache` of an encoder's frozen stage: ``encoder.pieces(x)`` (a clip's
+    frames, (B * T, ...)) go through the cache one piece at a time, and
+    ``encoder.from_pieces(features, x)`` (the temporal model, which trains) runs on the result.
+    A frame shared by clips, epochs or runs costs one pass of the frozen network."""
+
+    def __call__(self, encoder: nn.Module, x: Tensor) -> Tensor:
+        split: Any = encoder
+        features = super().__call__(split.cached_stage(), split.pieces(x))
+        return split.from_pieces(features, x)  # type: ignore[no-any-return]
+
+    def warm(
+        self, encoder: nn.Module, x: Tensor, batch_size: int = 64, what: str = "frozen encoder"
+    ) -> int:
+        split: Any = encoder
+        return super().warm(split.cached_stage(), split.pieces(x), batch_size, what)
+
+
 def warm_model(model: nn.Module, inputs: dict[str, Tensor], batch_size: int = 64) -> None:
     """Fill the feature caches attached to ``model`` (see ``train.loop.feature_caches``) for
     every row of ``inputs`` (input name -> tensor) ahead of the forward passes: length-sorted
@@ -257,6 +283,8 @@ def warm_model(model: nn.Module, inputs: dict[str, Tensor], batch_size: int = 64
 __all__ = [
     "FeatureCache",
     "MappedShards",
+    "StageCache",
+    "frozen_stage",
     "is_frozen",
     "map_safetensors",
     "namespace",

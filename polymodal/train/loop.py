@@ -23,7 +23,14 @@ from polymodal.config import TrainerConfig
 from polymodal.data.dataset import TableDataset
 from polymodal.data.pipeline import TablePipeline
 from polymodal.data.stream import StreamingTable
-from polymodal.encoders.cache import FeatureCache, is_frozen, namespace, warm_model
+from polymodal.encoders.cache import (
+    FeatureCache,
+    StageCache,
+    frozen_stage,
+    is_frozen,
+    namespace,
+    warm_model,
+)
 from polymodal.evaluation.distributed import evaluate_all
 from polymodal.evaluation.evaluate import monitor_value, move
 from polymodal.train.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
@@ -246,10 +253,14 @@ def attach_feature_caches(
     for name in getattr(raw, "inputs", list(encoders)):
         enc = encoders[tied.get(name, name)]
         pre = pipeline.preprocessors[name]
-        if not (getattr(enc, "frozen", False) and is_frozen(enc)) or pre.augments:
+        stage = frozen_stage(enc)  # a frozen frame encoder inside a video encoder: per frame
+        whole = getattr(enc, "frozen", False) and is_frozen(enc)
+        if not (whole or stage is not None) or pre.augments:
             continue
-        key = namespace(enc, getattr(enc, "build_config", {}), pre.state_dict())
-        caches[name] = FeatureCache(key, feature_cache_dir(cfg), cfg.feature_cache_memory_mb)
+        part = enc if whole or stage is None else stage
+        kind = FeatureCache if whole else StageCache
+        key = namespace(part, getattr(part, "build_config", {}), pre.state_dict())
+        caches[name] = kind(key, feature_cache_dir(cfg), cfg.feature_cache_memory_mb)
         log.info("feature cache for frozen %s: %d entries on disk", name, len(caches[name]))
     raw.feature_caches = dict(caches)  # type: ignore[assignment]
     return caches

@@ -16,6 +16,7 @@ from PIL import Image
 import polymodal.data  # noqa: F401  (registers preprocessors)
 from polymodal import registry
 from polymodal.data.base import DataError, Preprocessor
+from tests.videos import moving_square, write_clip, write_frame_folder
 
 
 def _png(value: int, size: int = 12, mode: str = "RGB") -> bytes:
@@ -36,6 +37,9 @@ def folder(tmp_path):
     stereo = np.stack([np.sin(2 * np.pi * 300 * np.arange(44100) / 44100)] * 2, 1) * 0.3
     sf.write(tmp_path / "stereo.wav", stereo.astype(np.float32), 44100)
     sf.write(tmp_path / "b.flac", (0.2 * np.sin(2 * np.pi * 900 * t)).astype(np.float32), 8000)
+    write_clip(tmp_path / "a.mp4", moving_square(0, 4))
+    write_clip(tmp_path / "b.avi", moving_square(1, 5))
+    write_frame_folder(tmp_path / "frames", moving_square(2, 3))
     return tmp_path
 
 
@@ -53,6 +57,11 @@ CASES = {
         {},
         [[[1.0, 2.0], [3.0, 4.0]], [[0.0, 1.0]], None, [[1.0, 2.0], [3.0, 4.0]], [[5, 6]] * 3],
         (5, None),
+    ),
+    "video": (
+        {"num_frames": 3, "image_size": 8},
+        ["a.mp4", "b.avi", None, "a.mp4", "frames"],
+        (5, 3, 3, 8, 8),
     ),
 }
 

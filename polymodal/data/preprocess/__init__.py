@@ -6,6 +6,7 @@ from polymodal.data.preprocess.image import ImagePreprocessor
 from polymodal.data.preprocess.numeric import NumericPreprocessor
 from polymodal.data.preprocess.series import SeriesPreprocessor
 from polymodal.data.preprocess.text import TextPreprocessor
+from polymodal.data.preprocess.video import VideoPreprocessor
 
 __all__ = [
     "AudioPreprocessor",
@@ -14,4 +15,5 @@ __all__ = [
     "NumericPreprocessor",
     "SeriesPreprocessor",
     "TextPreprocessor",
+    "VideoPreprocessor",
 ]

@@ -19,7 +19,7 @@ import torch
 
 from polymodal.data.base import Preprocessor, Transformed
 from polymodal.data.paths import ANYWHERE, FileAccess
-from polymodal.data.preprocess.files import decode_column
+from polymodal.data.preprocess.files import Absent, decode_column
 from polymodal.data.stats import Moments, Stats, merge
 from polymodal.registry import register
 
@@ -101,7 +101,11 @@ class AudioPreprocessor(Preprocessor):
         first ``max_seconds`` (plus the resampling filter's reach) are read, so a long or hostile
         file costs no more than a short one; NaN / infinite samples are refused."""
         src: Any = io.BytesIO(target) if isinstance(target, bytes) else str(target)
-        with sf.SoundFile(src) as f:
+        try:
+            f = sf.SoundFile(src)
+        except (sf.LibsndfileError, RuntimeError) as err:  # not a sound file: a video's track?
+            return self._pad(self._track(target, err))
+        with f:
             rate, channels = int(f.samplerate), int(f.channels)
             if not 0 < rate <= MAX_RATE or not 0 < channels <= MAX_CHANNELS:
                 raise ValueError(
@@ -115,8 +119,27 @@ class AudioPreprocessor(Preprocessor):
         if not np.isfinite(wave).all():
             raise ValueError("the audio has NaN or infinite samples")
         mono = wave.mean(axis=1)  # stereo / multi-channel -> mono
-        mono = resample(mono, rate, self.sample_rate)[: self.n_samples]
+        return self._pad(resample(mono, rate, self.sample_rate))
+
+    def _pad(self, mono: np.ndarray) -> np.ndarray:
+        mono = mono[: self.n_samples]
         return np.pad(mono, (0, self.n_samples - len(mono))).astype(np.float32)
+
+    def _track(self, target: bytes | Path, err: Exception) -> np.ndarray:
+        """The audio track of a video container (mp4, mkv, webm, avi: an audio input reading a
+        video column), at ``sample_rate``; a clip without one is a missing modality (``Absent``).
+        A file that is no container either fails with soundfile's error."""
+        from polymodal.data.preprocess.video_io import Limits, read_audio_track
+
+        try:
+            wave = read_audio_track(target, self.sample_rate, self.max_seconds, Limits())
+        except ValueError:
+            raise err from None
+        if wave is None:
+            raise Absent("the clip has no audio track")
+        if not np.isfinite(wave).all():
+            raise ValueError("the audio has NaN or infinite samples")
+        return wave
 
     def decode(self, target: bytes | Path) -> torch.Tensor:
         return torch.from_numpy(self.load_wave(target))  # (S,)

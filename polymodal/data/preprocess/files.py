@@ -70,6 +70,11 @@ def describe(cell: Any, limit: int = 200) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
+class Absent(Exception):
+    """Raised by a decoder for a readable file that holds nothing for this input (a clip
+    without an audio track): the row's modality is missing, which is not a bad cell."""
+
+
 class _Stack:
     """Decoded cells waiting for ``finish``, which runs on chunks of them at once (batched
     ``stft`` is ~20x faster than one call per clip) so the raw decodes never all sit in memory.
@@ -129,6 +134,7 @@ class _Column:
     slots: dict[str, int] = field(default_factory=dict)
     places: dict[int, str] = field(default_factory=dict)  # slot -> its cell's place and name
     folders: dict[str, str] = field(default_factory=dict)  # resolved folders of path cells
+    absent: set[str] = field(default_factory=set)  # keys of cells that hold nothing (Absent)
 
     def slot(self, row: Any, cell: Any, key: str) -> int:
         """The slot of a cell: decoded once; a bad one is slot 0 (or a :class:`DataError`)."""
@@ -140,6 +146,9 @@ class _Column:
                 self.places[self.slots[key]] = f"{place}: {desc}"
             except PathRefused as err:
                 self.slots[key] = _bad(f"{place}: {err}", err, self.bad_cells)
+            except Absent:  # a missing modality, not a bad cell
+                self.slots[key] = 0
+                self.absent.add(key)
             except Exception as err:  # any decoder failure is a bad cell, reported with its place
                 message = f"{place}: cannot read {desc}: expected {self.expected} ({_brief(err)})"
                 self.slots[key] = _bad(message, err, self.bad_cells)
@@ -174,8 +183,8 @@ def decode_column(
         for r, (row, cell) in enumerate(zip(series.index, series.tolist(), strict=True)):
             key = cell_key(cell, base_dir)
             if key is not None:
-                filled[r] = True
                 index[r] = col.slot(row, cell, key)
+                filled[r] = key not in col.absent
             if r % 64 == 63:
                 bar.advance(64)
     values = col.stack.values()
