@@ -126,3 +126,43 @@ def series_config(
          "encoder": {"type": encoder, **SERIES_ENCODERS[encoder]}}
     )  # fmt: skip
     return cfg
+
+
+VIDEO_ENCODERS = {  # tiny settings of every video encoder, for end-to-end tests
+    "video_frames": {
+        "frame_encoder": {"type": "image_cnn", "channels": [4, 8], "out_dim": 8},
+        "temporal": "gru",
+        "hidden": 8,
+    },
+    "video_r21d": {"channels": [4, 8], "out_dim": 8},
+}
+
+
+def add_video(frame: pd.DataFrame, folder: Path, ext: str = ".mp4") -> pd.DataFrame:
+    """``frame`` (from :func:`make_table`) with ``clip``: a 16x16 clip of 6 frames whose colour
+    and motion follow ``label``, with a tone of the label's pitch as its sound track (every
+    fifth clip is silent: no audio stream). Cells are paths relative to ``folder``."""
+    from tests.videos import moving_square, tone, write_clip
+
+    cells = []
+    for i, name in enumerate(frame["label"]):
+        label = ["cat", "dog", "eel"].index(name)
+        path = folder / "clips" / f"{i}{ext}"
+        write_clip(path, moving_square(label, seed=i), audio=None if i % 5 == 4 else tone(label))
+        cells.append(f"clips/{i}{ext}")
+    return frame.assign(clip=cells)
+
+
+def video_config(encoder: str = "video_frames", epochs: int = 1, sound: bool = True) -> dict:
+    """The ``clip`` video input (``encoder`` in a tiny setting) with the tabular inputs of
+    :func:`config_for`, and (``sound``) an audio input reading the clips' sound tracks."""
+    cfg = config_for("concat", epochs)
+    cfg["inputs"] = [i for i in cfg["inputs"] if i["type"] in ("numeric", "categorical")]
+    cfg["inputs"].append(
+        {"name": "clip", "type": "video", "encoder": {"type": encoder, **VIDEO_ENCODERS[encoder]},
+         "preprocessing": {"num_frames": 4, "image_size": 16}}
+    )  # fmt: skip
+    if sound:
+        audio = next(i for i in config_for()["inputs"] if i["type"] == "audio")
+        cfg["inputs"].append({**audio, "name": "sound", "columns": ["clip"]})
+    return cfg

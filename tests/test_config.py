@@ -24,7 +24,7 @@ def test_error_names_key():
     with pytest.raises(ConfigError, match=r"trainer.epochs"):
         load_config(BASE + "trainer: {epochs: many}\n")
     with pytest.raises(ConfigError, match=r"inputs.0.type"):
-        load_config("inputs: [{name: a, type: video}]\noutputs: [{name: y, task: binary}]")
+        load_config("inputs: [{name: a, type: hologram}]\noutputs: [{name: y, task: binary}]")
     with pytest.raises(ConfigError, match=r"trainer.epoch"):
         load_config(BASE + "trainer: {epoch: 3}\n")
 

@@ -21,7 +21,7 @@ AUDIO_EXT = (".wav", ".flac", ".ogg", ".mp3", ".aiff", ".aif")
 IMAGE_MAGIC = (b"\x89PNG", b"\xff\xd8\xff", b"GIF8", b"BM", b"II*\x00", b"MM\x00*")
 # paths to files that no input type reads (yet): the column is left out, with a note
 OTHER_EXT: tuple[str, ...] = (".csv", ".tsv", ".npy", ".npz", ".parquet", ".json", ".txt", ".pdf")
-OTHER_EXT += (".mp4", ".avi", ".mkv", ".webm", ".mov")
+VIDEO_EXT = (".mp4", ".avi", ".mkv", ".webm", ".mov", ".m4v")
 AUDIO_MAGIC = (b"fLaC", b"OggS", b"ID3", b"\xff\xfb", b"\xff\xf3", b"\xff\xf2")
 SERIES_EXT = (".csv", ".tsv", ".npy", ".parquet", ".pq")  # timeseries when the files hold numbers
 SERIES_PEEK = (5, 100_000, 64 * 2**20)  # cells read to decide, their most steps and bytes
@@ -37,9 +37,11 @@ def _missing(value: Any) -> bool:
 
 
 def sniff(head: bytes) -> str | None:
-    """ "image" / "audio" from a file's first bytes (its magic number), else None."""
-    if head[:4] == b"RIFF":  # RIFF holds both WAV and WebP
-        return {b"WAVE": "audio", b"WEBP": "image"}.get(head[8:12])
+    """ "image" / "audio" / "video" from a file's first bytes (its magic number), else None."""
+    if head[:4] == b"RIFF":  # RIFF holds WAV, WebP and AVI
+        return {b"WAVE": "audio", b"WEBP": "image", b"AVI ": "video"}.get(head[8:12])
+    if head[4:8] == b"ftyp" or head[:4] == b"\x1aE\xdf\xa3":  # mp4 / mov, Matroska / WebM
+        return "audio" if head[8:11] == b"M4A" else "video"
     if head[:4] == b"FORM" and head[8:12] in (b"AIFF", b"AIFC"):
         return "audio"
     if head.startswith(IMAGE_MAGIC):
@@ -90,7 +92,8 @@ def _file_kind(values: list[Any], base_dir: Path | None) -> str | None:
     if not isinstance(first, str):
         return None
     lower = [str(v).strip().lower() for v in values]
-    for kind, ext in (("image", IMAGE_EXT), ("audio", AUDIO_EXT), ("file", OTHER_EXT)):
+    for kind, ext in (("image", IMAGE_EXT), ("audio", AUDIO_EXT), ("video", VIDEO_EXT),
+                      ("file", OTHER_EXT)):  # fmt: skip
         if sum(t.endswith(ext) and looks_like_path(t) for t in lower) >= 0.8 * len(lower):
             return "timeseries" if kind == "file" and _series_files(values, base_dir) else kind
     texts = [str(v).strip() for v in values[:5]]
@@ -135,7 +138,7 @@ def infer_modality(series: pd.Series, base_dir: Path | None = None) -> str | Non
         return "timeseries" if _inline_series(values) else None
     kind = _file_kind(values, base_dir)
     if kind is not None or isinstance(values[0], (dict, bytes, bytearray)):
-        return kind if kind in ("image", "audio", "timeseries") else None  # other blobs: skipped
+        return kind if kind in ("image", "audio", "timeseries", "video") else None  # other: skip
     if pd.api.types.is_bool_dtype(series):
         return "categorical" if series.nunique(dropna=True) > 1 else None
     if pd.api.types.is_numeric_dtype(series):

@@ -23,7 +23,7 @@ from polymodal.data.infer import Inferred, infer_table
 from polymodal.data.preprocess.files import read_cell
 
 PRESETS = ("fast", "medium", "best")
-PERCEPTUAL = ("image", "audio")  # modalities modality dropout pays off between
+PERCEPTUAL = ("image", "audio", "video")  # modalities modality dropout pays off between
 INSPECTED = 32  # file cells looked at per column
 TARGET_STEPS = 2000  # best: optimizer steps aimed at (epochs follow from the row count)
 
@@ -87,6 +87,53 @@ def series_facts(series: pd.Series, base_dir: Path) -> dict[str, Any]:
         except Exception:  # as above
             continue
     return {"steps": int(np.percentile(steps, 95)) if steps else 512}
+
+
+def video_facts(series: pd.Series, base_dir: Path) -> dict[str, Any]:
+    """Median shorter side, greyscale, and whether most clips have a sound track (its rate and
+    the 95th percentile clip length), from the headers of a sample of clips."""
+    from polymodal.data.preprocess.video_io import Limits, probe
+
+    found = []
+    for cell in _cells(series, 8):
+        try:
+            found.append(probe(read_cell(cell, base_dir)[0], Limits()))
+        except Exception:  # as above (a folder of frames has no header: skipped too)
+            continue
+    if not found:
+        return {"side": 64, "grey": False, "audio": False, "rate": 16000, "seconds": 2.0}
+    sound = [f for f in found if f["audio"]]
+    return {
+        "side": int(np.median([min(f["width"], f["height"]) for f in found])),
+        "grey": bool(np.mean([f["grey"] for f in found]) > 0.5),
+        "audio": len(sound) >= len(found) / 2,
+        "rate": int(np.median([f["audio_rate"] for f in sound])) if sound else 16000,
+        "seconds": float(np.percentile([f["seconds"] for f in found], 95)),
+    }
+
+
+AFFORDABLE_FRAMES = 40_000  # best: frozen EfficientNet-Lite frames (cached once) worth running
+
+
+def _video(inp: dict[str, Any], facts: dict[str, Any], preset: str, rows: int) -> dict[str, Any]:
+    """``fast``: a small (2+1)-D CNN on 8 frames of <= 32 px; ``medium``: a CNN per frame and a
+    GRU over 8 augmented frames of <= 64 px; ``best``: frozen EfficientNet-Lite0 per frame (its
+    features cached per frame) and a Transformer over 8 frames at 112 px when the table's frames
+    are few enough, else the CNN and GRU over 16 frames."""
+    grey = facts["grey"]
+    size = min(facts["side"], 32 if preset == "fast" else 64)
+    pre = {"num_frames": 8, "image_size": size, "channels": 1 if grey else 3}
+    if preset == "fast":
+        encoder: dict[str, Any] = {"type": "video_r21d", "channels": [8, 16, 32], "out_dim": 64}
+        return {**inp, "encoder": encoder, "preprocessing": pre}
+    if preset == "best" and rows * 8 <= AFFORDABLE_FRAMES:
+        encoder = {"type": "video_frames", "temporal": "transformer", "hidden": 128,
+                   "frame_encoder": {"type": "efficientnet_lite", "freeze": True}}  # fmt: skip
+        return {**inp, "encoder": encoder, "preprocessing": {"num_frames": 8, "image_size": 112}}
+    frames = {"type": "image_cnn", "channels": [16, 32, 64], "out_dim": 64}
+    encoder = {"type": "video_frames", "temporal": "gru", "hidden": 64, "frame_encoder": frames}
+    pre |= {"num_frames": 16 if preset == "best" else 8, "augment": True}
+    return {**inp, "encoder": encoder, "preprocessing": pre}
 
 
 def _series(inp: dict[str, Any], facts: dict[str, Any], preset: str) -> dict[str, Any]:
@@ -210,6 +257,12 @@ def apply_preset(
             inp = _audio(inp, audio_facts(frame[col], base_dir), preset)
         elif inp["type"] == "timeseries":
             inp = _series(inp, series_facts(frame[col], base_dir), preset)
+        elif inp["type"] == "video":  # its sound track, when most clips have one, as audio
+            facts = video_facts(frame[col], base_dir)
+            sound = {"name": f"{inp['name']}_audio", "type": "audio", "columns": [col]}
+            if facts["audio"] and sound["name"] not in {i["name"] for i in config["inputs"]}:
+                inputs.append(_audio(sound, facts, preset))
+            inp = _video(inp, facts, preset, len(frame))
         inputs.append(inp)
     inputs = _text(inputs, preset)
     perceptual = len({i["type"] for i in inputs if i["type"] in PERCEPTUAL})

@@ -62,7 +62,21 @@ def _audio_values(src: Any) -> int:
     return max(int(info.frames), 0) * max(int(info.channels), 1)
 
 
-MEASURES: dict[str, Callable[[Any], int]] = {"image": _image_values, "audio": _audio_values}
+def _video_values(src: Any) -> int:
+    """A clip's decoder holds up to ``VIDEO_FRAMES_HELD`` frames (its references) at a time."""
+    from polymodal.data.preprocess.video_io import Limits, probe
+
+    target = src.getvalue() if isinstance(src, io.BytesIO) else src
+    info = probe(target, Limits())  # reads the header only
+    return info["width"] * info["height"] * VIDEO_FRAMES_HELD
+
+
+VIDEO_FRAMES_HELD = 16  # frames a video decoder may keep at once (H.264's most references)
+MEASURES: dict[str, Callable[[Any], int]] = {
+    "image": _image_values,
+    "audio": _audio_values,
+    "video": _video_values,
+}
 
 
 def decoded_bytes(kind: str, target: bytes | Path) -> int:

@@ -30,7 +30,8 @@ from starlette.datastructures import UploadFile as Upload  # what form parsing h
 
 from polymodal.export.artifact import Artifact
 
-FILE_TYPES = ("image", "audio", "timeseries")  # cells that may be files (a series may be inline)
+# cells that may be files (a series may also be inline)
+FILE_TYPES = ("image", "audio", "timeseries", "video")
 MAX_PATH_CHARS = 4096  # PATH_MAX: a longer file cell is never looked up as a path
 MAX_NAME_CHARS = 255  # NAME_MAX: the longest name of one folder or file
 FORM_TYPES = ("multipart/form-data", "application/x-www-form-urlencoded")
@@ -67,6 +68,7 @@ PY_TYPES: dict[str, Any] = {
     "categorical": Annotated[str | int | float, BeforeValidator(category)] | None,
     "image": Text | None,  # base64 (or a data: URI), or a path inside the allowed folder
     "audio": Text | None,
+    "video": Text | None,  # a video file as base64 / a data: URI, or a path in the data folder
     # time steps, each a list of channel values (or one value per step), or a file (CSV / .npy /
     # Parquet) as base64 or a path inside the allowed folder
     "timeseries": list[list[Step]] | list[Step] | Text | None,
