@@ -104,8 +104,13 @@ UPLOAD_ERRORS = {**ERRORS, 415: {"model": ErrorBody, "description": "not a form 
 
 
 def input_columns(art: Artifact) -> dict[str, str]:
-    """Column -> modality of every input column the model reads, sorted."""
-    cols = {c: i.type for i in art.config.inputs for c in (i.columns or [i.name])}
+    """Column -> modality of every input column the model reads, sorted. A column that several
+    inputs read (a video and its sound track) is of the input named after it, else the first."""
+    cols: dict[str, str] = {}
+    for inp in art.config.inputs:
+        for c in inp.columns or [inp.name]:
+            if c not in cols or inp.name == c:
+                cols[c] = inp.type
     return dict(sorted(cols.items()))
 
 

@@ -43,7 +43,7 @@ EXPECTED = (
 @register("preprocessor", "video")
 class VideoPreprocessor(Preprocessor):
     modality = "video"
-    parts: ClassVar[str] = "frames"  # axis 1 holds frames: explanations occlude them one by one
+    parts: ClassVar[str] = "frame"  # axis 1 holds frames: explanations occlude them one by one
 
     def __init__(
         self,
