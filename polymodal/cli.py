@@ -3,14 +3,25 @@
 from __future__ import annotations
 
 import json
-import logging
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 import yaml
 
 from polymodal import registry
+from polymodal.cli_support import (
+    PRESET_HELP,
+    config_yaml,
+    echo_findings,
+    fail,
+    parse_duration,
+    preset_name,
+    read_config,
+    row_positions,
+    setup_logging,
+    summary,
+)
 from polymodal.utils.errors import USER_ERRORS
 
 app = typer.Typer(
@@ -18,48 +29,6 @@ app = typer.Typer(
     no_args_is_help=True,
     help="polymodal: tables of mixed data -> multimodal models",
 )
-
-
-def _setup_logging(verbose: bool) -> None:
-    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(message)s")
-
-
-def _fail(err: Exception) -> None:
-    typer.secho(f"error: {err}", fg=typer.colors.RED, err=True)
-    raise typer.Exit(2)
-
-
-PRESET_HELP = "fast | medium | best | none (none: the bare component defaults)"
-
-
-def _preset(name: str) -> str | None:
-    from polymodal.data.presets import PRESETS
-
-    if name == "none":
-        return None
-    if name not in PRESETS:
-        raise typer.BadParameter(
-            f"--preset must be one of {', '.join(PRESETS)}, none; got {name!r}"
-        )
-    return name
-
-
-def _echo_findings(findings: list[Any]) -> None:
-    """One line per left-out or noteworthy column (stderr, so stdout stays the result)."""
-    for f in findings:
-        head = "left out" if f.drop else "note"
-        typer.secho(f"{head:8s} {f.column}: {f.message}", fg=typer.colors.YELLOW, err=True)
-    if any(f.drop for f in findings):
-        typer.secho(
-            "         (use a left-out column with --keep COLUMN; leave one out with --drop COLUMN)",
-            fg=typer.colors.YELLOW, err=True,
-        )  # fmt: skip
-
-
-def _config_yaml(cfg: dict[str, Any], command: str) -> str:
-    """The config as YAML under a header naming the command that wrote it."""
-    head = f"# written by: {command}\n# every choice is spelled out below; `polymodal config FILE` shows the defaults too\n"
-    return head + yaml.safe_dump(cfg, sort_keys=False, allow_unicode=True)
 
 
 @app.command()
@@ -83,13 +52,13 @@ def init(
     try:
         frame = read_table(table)
         found = starter(frame, target if len(target) > 1 else target[0],
-                        table.resolve().parent, _preset(preset), drop or [], keep or [])  # fmt: skip
+                        table.resolve().parent, preset_name(preset), drop or [], keep or [])  # fmt: skip
     except USER_ERRORS as err:
-        _fail(err)
+        fail(err)
     cfg = found.config
     cfg.setdefault("data", {})["train"] = str(table)
     command = f"polymodal init {table} " + " ".join(f"--target {t!r}" for t in target)
-    output.write_text(_config_yaml(cfg, f"{command} --preset {preset}"), encoding="utf-8")
+    output.write_text(config_yaml(cfg, f"{command} --preset {preset}"), encoding="utf-8")
     for inp in cfg["inputs"]:
         enc = inp.get("encoder", {}).get("type") or (
             f"tied to {inp['tied']}" if inp.get("tied") else "default"
@@ -98,22 +67,8 @@ def init(
         typer.echo(f"{inp['type']:12s} {inp['name']} <- {cols}  [{enc}]")
     for out in cfg["outputs"]:
         typer.echo(f"{'target':12s} {out['name']} ({out['task']})")
-    _echo_findings(found.findings)
+    echo_findings(found.findings)
     typer.echo(f"wrote {output}")
-
-
-def _seconds(text: str | None) -> float | None:
-    """``"90"``, ``"90s"``, ``"10m"``, ``"1h30m"`` -> seconds."""
-    import re
-
-    if text is None:
-        return None
-    parts = re.fullmatch(r"\s*(?:(\d+(?:\.\d+)?)\s*([smh]?)\s*)+", text.lower())
-    if not parts or not text.strip():
-        raise typer.BadParameter(f"--time-limit expects e.g. 90s, 10m or 1h30m, got {text!r}")
-    unit = {"": 1, "s": 1, "m": 60, "h": 3600}
-    found = re.findall(r"(\d+(?:\.\d+)?)\s*([smh]?)", text.lower())
-    return sum(float(n) * unit[u] for n, u in found)
 
 
 @app.command()
@@ -147,19 +102,19 @@ def fit(
     from polymodal.utils.dist import is_main_process
     from polymodal.utils.progress import set_enabled
 
-    _setup_logging(not quiet and is_main_process())
+    setup_logging(not quiet and is_main_process())
     set_enabled(False if quiet else None)
     try:
         pred = Predictor.fit_table(
-            table, target if len(target) > 1 else target[0], _preset(preset),
-            output, val, test, _seconds(time_limit), drop or [], keep or [], overrides or [],
+            table, target if len(target) > 1 else target[0], preset_name(preset),
+            output, val, test, parse_duration(time_limit), drop or [], keep or [], overrides or [],
         )  # fmt: skip
         if report and is_main_process():
             pred.report(output / "report.html")
     except USER_ERRORS as err:
-        _fail(err)
+        fail(err)
     if is_main_process():
-        typer.echo(json.dumps(_summary(pred.metrics_), indent=2))
+        typer.echo(json.dumps(summary(pred.metrics_), indent=2))
         typer.echo(f"saved model, config and {'report' if report else 'metrics'} to {output}")
 
 
@@ -178,7 +133,7 @@ def config(
             yaml.safe_dump(render_defaults(cfg), sort_keys=False) if render else to_yaml(cfg)
         )
     except USER_ERRORS as err:
-        _fail(err)
+        fail(err)
 
 
 @app.command(name="train")
@@ -208,43 +163,19 @@ def train_cmd(
     from polymodal.utils.dist import is_main_process
     from polymodal.utils.progress import set_enabled
 
-    _setup_logging(not quiet and is_main_process())  # several processes: rank 0 speaks
+    setup_logging(not quiet and is_main_process())  # several processes: rank 0 speaks
     set_enabled(False if quiet else None)
     try:
-        data = _read_config(config_path, overrides or [], drop_input or [])
+        data = read_config(config_path, overrides or [], drop_input or [])
         if quiet:
             data.setdefault("trainer", {})["progress"] = False
         data = resolve_table_paths(data, config_path.resolve().parent)
         pred = Predictor(data).fit(train, val, test, output_dir=output, resume=resume)
     except USER_ERRORS as err:
-        _fail(err)
+        fail(err)
     if is_main_process():
-        typer.echo(json.dumps(_summary(pred.metrics_), indent=2))
+        typer.echo(json.dumps(summary(pred.metrics_), indent=2))
         typer.echo(f"saved model to {output}")
-
-
-def _read_config(path: Path, overrides: list[str], drop_inputs: list[str]) -> dict[str, Any]:
-    """A config file as a dict, with ``--set`` overrides and ``--drop-input`` applied (both
-    checked again with the config itself when it is loaded)."""
-    from polymodal.config import ConfigError, apply_overrides
-    from polymodal.config import drop_inputs as without
-
-    if not path.exists():
-        raise ConfigError(f"config file {path} does not exist")
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as err:
-        raise ConfigError(f"{path}: not valid YAML ({str(err).splitlines()[0]})") from None
-    if not isinstance(data, dict):
-        raise ConfigError(f"{path}: expected a mapping at the top level")
-    return without(apply_overrides(data, overrides), drop_inputs)
-
-
-def _summary(metrics: dict[str, Any]) -> dict[str, Any]:
-    """Metrics without confusion matrices, for the terminal."""
-    if isinstance(metrics, dict):
-        return {k: _summary(v) for k, v in metrics.items() if k != "confusion_matrix"}
-    return metrics
 
 
 @app.command(name="evaluate")
@@ -268,9 +199,9 @@ def evaluate_cmd(
         report = pred.evaluate(table)
         result = pred.robustness(table, output.parent) if robustness else None
     except USER_ERRORS as err:
-        _fail(err)
+        fail(err)
     write_json(output, report)
-    typer.echo(json.dumps(_summary(report), indent=2))
+    typer.echo(json.dumps(summary(report), indent=2))
     if result is not None:
         typer.echo(robustness_table(result))
         typer.echo(f"wrote {output.parent / 'robustness.png'}")
@@ -293,7 +224,7 @@ def predict(
     try:
         pred = Predictor.load(model_dir, backend=backend).predict(table)
     except USER_ERRORS as err:
-        _fail(err)
+        fail(err)
     if output.suffix == ".parquet":
         pred.to_parquet(output)
     elif output.suffix in (".jsonl", ".json"):
@@ -321,7 +252,7 @@ def export_cmd(
     from polymodal.utils.io import write_json
 
     if fmt != "onnx":
-        _fail(ValueError(f"--format must be onnx, got {fmt!r}"))
+        fail(ValueError(f"--format must be onnx, got {fmt!r}"))
     try:
         pred = Predictor.load(model_dir)
         d = pred.config.data
@@ -333,7 +264,7 @@ def export_cmd(
         typer.secho(f"parity check failed: {err}", fg=typer.colors.RED, err=True)
         raise typer.Exit(1) from err
     except USER_ERRORS as err:
-        _fail(err)
+        fail(err)
     write_json(model_dir / "onnx_parity.json", report)
     typer.echo(json.dumps(report, indent=2))
     typer.echo(f"wrote {model_dir / ONNX_FILE} (max |ONNX - PyTorch| {report['max_abs_diff']:.2e})")
@@ -368,7 +299,7 @@ def compress(
                      amount=amount, epochs=epochs, lr=lr, student=student,
                      kd_temperature=temperature, kd_alpha=alpha, rows=rows, repeats=repeats)  # fmt: skip
     except USER_ERRORS as err:
-        _fail(err)
+        fail(err)
     typer.echo(markdown(result))
     typer.echo(f"wrote {output} and {output / 'compression.json'}")
 
@@ -393,12 +324,12 @@ def serve(
     from polymodal.serving.app import create_app
 
     if backend not in ("torch", "onnx"):
-        _fail(ValueError(f"--backend must be torch or onnx, got {backend!r}"))
+        fail(ValueError(f"--backend must be torch or onnx, got {backend!r}"))
     try:
         app_ = create_app(model_dir, backend, data_dir, int(max_body_mb * 2**20),  # type: ignore[arg-type]
                           max_decode_bytes=int(max_decode_mb * 2**20))  # fmt: skip
     except USER_ERRORS as err:
-        _fail(err)
+        fail(err)
     uvicorn.run(app_, host=host, port=port, log_level="warning")
 
 
@@ -422,7 +353,7 @@ def index_cmd(
             table, column, kind=kind, id_column=id_column, output=output
         )
     except USER_ERRORS as err:
-        _fail(err)
+        fail(err)
     typer.echo(json.dumps(info_, indent=2))
 
 
@@ -440,15 +371,8 @@ def search_cmd(
     try:
         hits = Predictor.load(model_dir).search(text=text, image=image, k=k, column=column)
     except USER_ERRORS as err:
-        _fail(err)
+        fail(err)
     typer.echo(hits.drop(columns="query").to_string(index=False))
-
-
-def _rows(text: str | None) -> list[int]:
-    try:
-        return [int(r) for r in text.split(",") if r.strip()] if text else []
-    except ValueError:
-        raise typer.BadParameter(f"--rows expects row positions like 0,5,9, got {text!r}") from None
 
 
 @app.command()
@@ -475,9 +399,9 @@ def explain(
     from polymodal.api import Predictor
     from polymodal.evaluation.importance import importance_table
 
-    positions = _rows(rows)
+    positions = row_positions(rows)
     if not positions and not importance:
-        _fail(ValueError("nothing to explain: pass --rows 0,5,9 and/or --importance"))
+        fail(ValueError("nothing to explain: pass --rows 0,5,9 and/or --importance"))
     output = output or model_dir / "explanations"
     try:
         pred = Predictor.load(model_dir)
@@ -489,7 +413,7 @@ def explain(
         if importance:
             typer.echo(importance_table(pred.importance(table, repeats, output_dir=output)))
     except USER_ERRORS as err:
-        _fail(err)
+        fail(err)
     typer.echo(f"wrote {output}")
 
 
@@ -525,7 +449,7 @@ def report(
         pred = Predictor.load(model_dir)
         pred.report(output, data, opts)
     except USER_ERRORS as err:
-        _fail(err)
+        fail(err)
     seconds = pred.report_["seconds"]
     typer.echo(f"wrote {output} ({pred.report_['n_rows']} rows, {seconds['total']:.1f} s)")
     if screenshot is not None:
@@ -534,7 +458,7 @@ def report(
         try:
             page = render(output, screenshot)
         except BrowserError as err:
-            _fail(err)
+            fail(err)
         for error in page.console_errors:
             typer.secho(f"console error: {error}", fg=typer.colors.YELLOW, err=True)
         typer.echo(f"wrote {screenshot} ({len(page.images)} images, {page.height} px tall)")
@@ -555,7 +479,7 @@ def info(model_dir: Annotated[Path | None, typer.Argument()] = None) -> None:
     try:
         art = Predictor.load(model_dir).artifact_
     except USER_ERRORS as err:
-        _fail(err)
+        fail(err)
     n_params = sum(p.numel() for p in art.model.parameters())
     described = [f"{i.name} ({i.type}, {i.encoder['type']})" for i in art.config.inputs]
     typer.echo(f"inputs:  {', '.join(described)}")
@@ -563,7 +487,7 @@ def info(model_dir: Annotated[Path | None, typer.Argument()] = None) -> None:
     typer.echo(f"outputs: {', '.join(f'{o.name} ({o.task})' for o in art.config.outputs)}")
     typer.echo(f"params:  {n_params:,}")
     if art.metrics:
-        typer.echo(json.dumps(_summary(art.metrics), indent=2))
+        typer.echo(json.dumps(summary(art.metrics), indent=2))
 
 
 def main() -> None:  # pragma: no cover
