@@ -367,7 +367,7 @@ class Predictor:
         output = output if output is not None else art.config.outputs[0].name
         found = explain_rows(
             art.model, art.pipeline, art.config.inputs, ds, part, list(range(len(part))), src,
-            output, method, label=label,
+            output, method, label=label, base_dir=base,
         )  # fmt: skip
         for e, r in zip(found, rows, strict=True):
             e.summary["row"] = int(r)  # position in ``data``, not in the explained slice

@@ -37,12 +37,17 @@ class Transformed:
     ``values`` holds either one entry per row, or (when ``index`` is set) one entry per *unique*
     cell with ``index[row]`` pointing at it, so a clip reused by 30 rows is decoded and stored once.
     ``present`` is a bool [N] mask: False where the cell was missing (or unreadable and masked).
+    ``row_of`` (a windowed input, e.g. a long series cut into windows): its entries are windows,
+    ``row_of[i]`` the table row window ``i`` belongs to (ascending, every row at least once);
+    :class:`~polymodal.data.dataset.TableDataset` then repeats the other inputs and the targets
+    per window.
     """
 
     values: torch.Tensor
     present: torch.Tensor
     index: torch.Tensor | None = None
     n_bad: int = 0  # unreadable cells that were masked (data.bad_cells == "mask")
+    row_of: torch.Tensor | None = None  # windowed input: the row of each entry
 
     def __len__(self) -> int:
         return int(self.present.shape[0])

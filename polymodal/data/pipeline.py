@@ -49,6 +49,7 @@ class TablePipeline:
         self.targets: dict[str, TargetEncoder] = {
             out.name: make_target(out.task, out.label_separator) for out in outputs
         }
+        check_windows(self.preprocessors, outputs)
 
     # -- fitting -----------------------------------------------------------------------------
     def fit(self, frame: pd.DataFrame, base_dir: Path, source: str = "<train>") -> TablePipeline:
@@ -148,6 +149,21 @@ class TablePipeline:
         pipe.preprocessors = {k: Preprocessor.from_state(v) for k, v in state["inputs"].items()}
         pipe.targets = {k: target_from_state(v) for k, v in state["targets"].items()}
         return pipe
+
+
+WINDOW_TASKS = ("binary", "multiclass", "multilabel", "regression")  # averaged per row
+
+
+def check_windows(preprocessors: dict[str, Preprocessor], outputs: list[OutputConfig]) -> None:
+    """A windowed input (one row, several windows) needs outputs whose window predictions can
+    be averaged into the row's."""
+    windowed = sorted(n for n, p in preprocessors.items() if getattr(p, "windowed", False))
+    bad = [f"{o.name} ({o.task})" for o in outputs if o.task not in WINDOW_TASKS]
+    if windowed and bad:
+        raise ValueError(
+            f"input {windowed[0]!r} is cut into windows, whose predictions are averaged per row; "
+            f"outputs {bad} cannot be: expected tasks {', '.join(WINDOW_TASKS)}"
+        )
 
 
 def check_columns(frame: pd.DataFrame, columns: list[str], source: str) -> None:

@@ -5,7 +5,8 @@ A :class:`StreamingTable` is an ``IterableDataset`` over a table on disk (see
 :mod:`polymodal.data.shards`), in record batches, through a bounded seeded shuffle buffer; rows
 are preprocessed a chunk at a time by the same :class:`TablePipeline` as in memory, so images and
 audio are decoded only when their chunk comes up. It yields whole batches, like
-``TableDataset.__getitems__``.
+``TableDataset.__getitems__``; with a windowed input (a series cut into windows) a batch holds
+every window of ``batch_size`` rows (so every rank still takes the same number of steps).
 
 Fitting reads the training stream once (or a sample of ``fit_rows``) with each preprocessor's
 ``partial_fit``; processes merge their statistics (:mod:`polymodal.data.stats`).
@@ -19,6 +20,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import torch
 from torch.utils.data import IterableDataset, get_worker_info
 
 from polymodal.config import DataConfig
@@ -188,8 +190,18 @@ class StreamingTable(IterableDataset[Batch]):
             self.pipeline.transform_inputs(frame, base, src),
             self.pipeline.transform_targets(frame, src),
         )
-        for start in range(0, len(data), self.batch_size):
-            yield data.__getitems__(list(range(start, min(start + self.batch_size, len(data)))))
+        if data.row_of is None:
+            for start in range(0, len(data), self.batch_size):
+                yield data.__getitems__(list(range(start, min(start + self.batch_size, len(data)))))
+            return
+        # windowed rows: a batch holds every window of ``batch_size`` rows, so each rank takes
+        # as many steps as without windows; "windows" numbers their rows within the batch
+        edges = torch.searchsorted(data.row_of, torch.arange(0, len(frame) + 1, self.batch_size))
+        for lo, hi in zip(edges.tolist(), [*edges.tolist()[1:], len(data)], strict=True):
+            if hi > lo:
+                batch = data.__getitems__(list(range(lo, hi)))
+                first = data.row_of[lo]
+                yield {**batch, "windows": {"row": data.row_of[lo:hi] - first}}
 
     def __iter__(self) -> Iterator[Batch]:
         info = get_worker_info()

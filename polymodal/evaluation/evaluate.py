@@ -13,6 +13,7 @@ from polymodal.data.dataset import TableDataset, collate_batch
 from polymodal.data.pipeline import TablePipeline
 from polymodal.encoders.cache import warm_model
 from polymodal.evaluation import metrics as M
+from polymodal.evaluation import windows as W
 from polymodal.utils.progress import progress
 
 PROGRESS_ROWS = 2048  # fewer rows (a served request, a small check) never show progress
@@ -85,20 +86,31 @@ def evaluate(
     runner: Any = None,
 ) -> dict[str, Any]:
     """``{"loss": float, <output>: {metric: value}}`` over the whole dataset. ``runner`` (e.g.
-    an ONNX Runtime model) computes the logits in place of ``model``, whose heads score them."""
+    an ONNX Runtime model) computes the logits in place of ``model``, whose heads score them.
+    Windowed rows (``dataset.row_of``) are scored per row, from their windows' mean
+    log-probabilities, plus ``window_accuracy`` (or ``window_rmse``) of the windows alone."""
     logits = predict_logits(runner or model, dataset, batch_size, device)
-    report: dict[str, Any] = {}
     masks = {k: t.present for k, t in dataset.inputs.items()}
+    targets, windows = dataset.targets, None
+    if dataset.row_of is not None:
+        windows = W.window_metrics(model, logits, targets, pipeline)
+        n, row_of = dataset.n_rows, dataset.row_of
+        logits = W.to_rows(model, logits, row_of, n)
+        masks, targets = W.row_masks(masks, row_of, n), W.row_targets(targets, row_of, n)
+    report: dict[str, Any] = {}
     with torch.no_grad():  # heads that run a network in their loss (caption decoder)
-        total, _ = model.loss(logits, dataset.targets, masks, loss_weights or {})  # type: ignore[operator]
+        total, _ = model.loss(logits, targets, masks, loss_weights or {})  # type: ignore[operator]
     report["loss"] = float(total)
     for name, head in model.heads.items():  # type: ignore[union-attr,operator]
         if head.task == "retrieval":
-            report[name] = retrieval_score(head, logits[name], dataset.targets[name])
+            report[name] = retrieval_score(head, logits[name], targets[name])
             continue
         decoded = head.decode(logits[name])
-        report[name] = score(head.task, decoded, dataset.targets[name], pipeline, name)
-    report["n_rows"] = len(dataset)
+        report[name] = score(head.task, decoded, targets[name], pipeline, name)
+        report[name].update((windows or {}).get(name, {}))
+    report["n_rows"] = dataset.n_rows
+    if windows is not None:
+        report["n_windows"] = len(dataset)
     return report
 
 

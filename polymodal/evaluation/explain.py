@@ -11,16 +11,18 @@ For each requested row and output:
   standardisation / normalisation); token and category ids are attributed through the encoder's
   embedding layer (baseline: the padding / missing id's embedding), summed over the embedding
   dimension;
+  A time series gets a time x channel map and per-channel occlusion
+  (:mod:`polymodal.evaluation.series_explain`);
 - ``attention``: for the ``attention`` fusion, the cross-modal attention weights of the row.
 
 Each input is attributed through its own encoder alone, with the other modalities' embeddings
-held fixed, so inputs that share an encoder (``tied``) are attributed separately.
+held fixed, so inputs that share an encoder (``tied``) are attributed separately. A row cut into
+windows (a windowed series) is explained as predicted: through all of its windows, its score
+the mean of theirs (see :class:`~polymodal.evaluation.attribution.Row`).
 """
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,11 +30,16 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 from polymodal.config import InputConfig
+from polymodal.data.base import Transformed
 from polymodal.data.dataset import TableDataset
 from polymodal.data.pipeline import TablePipeline
+from polymodal.evaluation import series_explain as SE
+from polymodal.evaluation import windows as W
+from polymodal.evaluation.attribution import ExplainError, Row, attribute_input
+from polymodal.evaluation.frames import part_occlusion
 from polymodal.evaluation.importance import (
     check_output,
     encode_dataset,
@@ -40,16 +47,11 @@ from polymodal.evaluation.importance import (
     task_of,
 )
 from polymodal.models import MultimodalModel
-from polymodal.utils.errors import PolymodalError
 from polymodal.utils.io import write_json
 
 METHODS = ("integrated_gradients", "gradient_x_input", "attention", "occlusion")
 GRADIENT_METHODS = ("integrated_gradients", "gradient_x_input")
 MAX_MAP_SIDE = 64  # heat-maps larger than this are average-pooled in the JSON (not in the plots)
-
-
-class ExplainError(PolymodalError, ValueError):
-    """An explanation that does not apply to this model, input or table; the message says why."""
 
 
 @dataclass
@@ -85,142 +87,6 @@ def check_rows(rows: list[int], n: int, source: str) -> None:
         )
     if not rows:
         raise ExplainError("no rows to explain: pass row positions, e.g. rows=[0, 5, 9]")
-
-
-def embedding_layers(encoder: nn.Module, name: str) -> list[nn.Embedding]:
-    """The embedding table(s) an id encoder looks its input up in."""
-    own = getattr(encoder, "embedding", None)
-    if isinstance(own, nn.Embedding):
-        return [own]
-    tables = getattr(encoder, "tables", None)
-    if isinstance(tables, nn.ModuleList) and all(isinstance(t, nn.Embedding) for t in tables):
-        return list(tables)  # type: ignore[arg-type]
-    hf = getattr(encoder, "model", None)
-    getter = getattr(hf, "get_input_embeddings", None)
-    layer = getter() if callable(getter) else None
-    if isinstance(layer, nn.Embedding):
-        return [layer]
-    raise ExplainError(
-        f"input {name!r}: attributions for token / category ids are taken at the encoder's "
-        f"embedding layer, but {type(encoder).__name__} has none (expected an nn.Embedding as "
-        "`embedding`, an nn.ModuleList of them as `tables`, or a Hugging Face model with "
-        "get_input_embeddings()); use method 'occlusion' or modality importance instead"
-    )
-
-
-@contextlib.contextmanager
-def gradients_through(encoder: nn.Module) -> Iterator[None]:
-    """Frozen pretrained encoders run under ``no_grad``; let gradients reach their inputs."""
-    frozen = getattr(encoder, "frozen", None)
-    if frozen:
-        encoder.frozen = False  # type: ignore[assignment]
-    try:
-        with torch.enable_grad():
-            yield
-    finally:
-        if frozen:
-            encoder.frozen = frozen  # type: ignore[assignment]
-
-
-def class_scores(logits: Tensor, task: str) -> Tensor:
-    """(n, C) scores whose column ``c`` is the logit of class / label ``c`` (binary: -z, z)."""
-    if task == "binary":
-        return torch.cat([-logits[:, :1], logits[:, :1]], dim=1)
-    return logits.reshape(len(logits), -1)
-
-
-@dataclass
-class _Row:
-    """One row's fixed context: every input's embedding and presence, the output explained."""
-
-    model: MultimodalModel
-    embeddings: dict[str, Tensor]  # (1, D) each
-    masks: dict[str, Tensor]  # (1,) each
-    output: str
-    task: str
-
-    def scores(self, name: str, z: Tensor) -> Tensor:
-        """Class scores with input ``name``'s embedding replaced by ``z`` (n, D)."""
-        n = z.shape[0]
-        emb = {k: z if k == name else v.expand(n, *v.shape[1:]) for k, v in self.embeddings.items()}
-        masks = {k: v.expand(n) for k, v in self.masks.items()}
-        return class_scores(self.model.fuse(emb, masks)[self.output], self.task)
-
-
-def _attribute(
-    fn: Callable[..., Tensor],
-    inputs: tuple[Tensor, ...],
-    baselines: tuple[Tensor, ...],
-    target: int,
-    method: str,
-    steps: int,
-) -> tuple[tuple[Tensor, ...], float | None]:
-    from captum.attr import InputXGradient, IntegratedGradients
-
-    if method == "gradient_x_input":
-        leaves = tuple(t.detach().clone().requires_grad_() for t in inputs)
-        attrs = InputXGradient(fn).attribute(leaves, target=target)
-        return tuple(a.detach() for a in attrs), None
-    attrs, delta = IntegratedGradients(fn).attribute(
-        inputs, baselines=baselines, target=target, n_steps=steps, return_convergence_delta=True
-    )
-    return tuple(a.detach() for a in attrs), float(delta.abs().max())
-
-
-def _id_attributions(
-    row: _Row, name: str, encoder: nn.Module, x: Tensor, target: int, method: str, steps: int
-) -> tuple[list[Tensor], float | None]:
-    """Attributions at the embedding layer(s): their outputs are replaced by the values captum
-    varies, while the ids still set the padding mask and positions."""
-    layers = embedding_layers(encoder, name)
-    seen: dict[int, tuple[Tensor, Tensor]] = {}  # per layer: the ids it saw, its output
-
-    def capture(module: nn.Module, args: tuple[Tensor, ...], out: Tensor) -> None:
-        seen[id(module)] = (args[0], out.detach())
-
-    handles = [layer.register_forward_hook(capture) for layer in layers]
-    try:
-        encoder(x)
-    finally:
-        for h in handles:
-            h.remove()
-    pad = int(getattr(encoder, "pad_id", 0))  # categorical: 0 = missing
-    real = tuple(seen[id(layer)][1] for layer in layers)
-    base = tuple(layer(torch.full_like(seen[id(layer)][0], pad)).detach() for layer in layers)
-
-    def forward(*values: Tensor) -> Tensor:
-        n = values[0].shape[0]
-        hooks = [
-            layer.register_forward_hook(lambda m, a, o, v=value: v)
-            for layer, value in zip(layers, values, strict=True)
-        ]
-        try:
-            return row.scores(name, encoder(x.expand(n, *x.shape[1:])))
-        finally:
-            for h in hooks:
-                h.remove()
-
-    attrs, delta = _attribute(forward, real, base, target, method, steps)
-    return [a[0].sum(-1) for a in attrs], delta  # per token / per column
-
-
-def attribute_input(
-    row: _Row, name: str, x: Tensor, target: int, method: str, steps: int = 32
-) -> tuple[list[Tensor], float | None]:
-    """Attributions of input ``name`` (its batch-of-one tensor ``x``) to class ``target``:
-    float inputs -> one tensor shaped like a row of ``x``; ids -> one tensor per embedding
-    layer, one value per token / column. Also the integrated-gradients convergence delta."""
-    model = row.model
-    encoder = model.encoders[model.tied.get(name, name)]
-    with gradients_through(encoder):
-        if not x.is_floating_point():
-            return _id_attributions(row, name, encoder, x, target, method, steps)
-
-        def forward(values: Tensor) -> Tensor:
-            return row.scores(name, encoder(values))
-
-        attrs, delta = _attribute(forward, (x,), (torch.zeros_like(x),), target, method, steps)
-    return [attrs[0][0].detach()], delta
 
 
 def _pool(values: np.ndarray) -> np.ndarray:
@@ -305,6 +171,8 @@ def _describe(
         raw = [_plain(v) for v in cells]
         info |= {"kind": "features", "features": list(inp.cols), "inputs": raw}
         return info | {"values": _round(values.flatten().numpy())}, None
+    if values.dim() == 4:  # a clip (T, C, H, W): one value per frame (a heat-map: phase 2)
+        return info | {"kind": "frames", "values": _round(values.sum((1, 2, 3)).numpy())}, None
     heat = values.sum(0).numpy() if values.dim() == 3 else values.numpy()
     if values.dim() == 3:  # image (C, H, W): one heat value per pixel, summed over channels
         info |= {"kind": "pixels", "shape": list(heat.shape), "values": _round(_pool(heat))}
@@ -329,11 +197,12 @@ def _explained_class(task: str, decoded: dict[str, Tensor], classes: list[Any], 
     return int(decoded["pred"][0])
 
 
-def _attention(model: MultimodalModel, row: _Row) -> dict[str, Any] | None:
+def _attention(model: MultimodalModel, row: Row) -> dict[str, Any] | None:
     maps_fn = getattr(model.fusion, "attention_maps", None)
     if maps_fn is None:
         return None
-    maps = maps_fn(row.embeddings, {k: v.bool() for k, v in row.masks.items()})[0]  # (L, H, T, T)
+    masks = {k: v.bool() for k, v in row.masks.items()}
+    maps = maps_fn(row.embeddings, masks).mean(0)  # (L, H, T, T), mean over a row's windows
     per_layer = maps.mean(1)  # (L, T, T), averaged over heads
     names = list(model.fusion.names)  # type: ignore[union-attr,arg-type]
     return {
@@ -344,12 +213,29 @@ def _attention(model: MultimodalModel, row: _Row) -> dict[str, Any] | None:
 
 
 def _subset(dataset: TableDataset, rows: list[int]) -> TableDataset:
-    idx = torch.tensor(rows, dtype=torch.long)
-    batch = dataset.__getitems__(rows)
-    from polymodal.data.base import Transformed
-
+    """The dataset of ``rows`` in that order (with all of their windows, if windowed)."""
+    if dataset.row_of is None:
+        items, row_of = rows, None
+    else:
+        first = [*W.first_windows(dataset.row_of, dataset.n_rows).tolist(), len(dataset)]
+        spans = [range(first[r], first[r + 1]) for r in rows]
+        items = [i for span in spans for i in span]
+        row_of = torch.repeat_interleave(
+            torch.arange(len(rows)), torch.tensor(list(map(len, spans)))
+        )
+    batch = dataset.__getitems__(items)
     inputs = {k: Transformed(v, batch["masks"][k]) for k, v in batch["features"].items()}
-    return TableDataset(inputs, {k: t[idx] for k, t in dataset.targets.items()})
+    return TableDataset(inputs, batch["targets"], row_of=row_of)
+
+
+@dataclass
+class _Table:
+    """Where the explained rows come from: for reading a windowed series whole again."""
+
+    pipeline: TablePipeline
+    frame: pd.DataFrame
+    base_dir: Path
+    source: str
 
 
 def explain_rows(
@@ -364,22 +250,25 @@ def explain_rows(
     method: str = "integrated_gradients",
     steps: int = 32,
     label: Any = None,
+    base_dir: str | Path = ".",
 ) -> list[Explanation]:
-    """Explanations of ``rows`` (positions in ``frame`` / ``dataset``) for ``output`` (default:
-    the first), for the predicted class or ``label``. ``method``: integrated_gradients or
-    gradient_x_input (attributions within each input), attention (the attention fusion's
-    weights only) or occlusion (per-modality occlusion only; every row gets that)."""
+    """Explanations of ``rows`` (positions in ``frame`` / the dataset's rows) for ``output``
+    (default: the first), for the predicted class or ``label``. ``method``:
+    integrated_gradients or gradient_x_input (attributions within each input), attention (the
+    attention fusion's weights only) or occlusion (per-modality occlusion only; every row gets
+    that). ``base_dir``: the folder the table's file cells are relative to (a windowed series is
+    read whole again for its map)."""
     check_method(model, method)
-    check_rows(rows, len(dataset), source)
-    heads = list(model.heads)
-    output = output if output is not None else heads[0]
+    check_rows(rows, dataset.n_rows, source)
+    output = output if output is not None else next(iter(model.heads))
     check_output(model, output)
     model.eval()
     sub = _subset(dataset, rows)
     emb, masks = encode_dataset(model, sub)
     task = task_of(model, output)
+    row_of = sub.row_of if sub.row_of is not None else torch.arange(len(rows))
     with torch.no_grad():
-        logits = model.fuse(emb, masks)[output]
+        logits = W.aggregate_logits(task, model.fuse(emb, masks)[output], row_of, len(rows))
     decoded = model.heads[output].decode(logits)  # type: ignore[operator]
     enc = pipeline.targets[output]
     explained = [
@@ -387,26 +276,23 @@ def explain_rows(
         for j in range(len(rows))
     ]
     classes = torch.tensor(explained) if task in ("binary", "multiclass") else None
-    occlusion = row_importance(model, emb, masks, pipeline, output, classes)
+    occlusion = row_importance(model, emb, masks, pipeline, output, classes, sub.row_of)
     by_name = {i.name: i for i in inputs}
+    table = _Table(pipeline, frame, Path(base_dir), source)
+    first = [*W.first_windows(row_of, len(rows)).tolist(), len(row_of)]
     out = []
     for j, r in enumerate(rows):
-        row = _Row(
-            model,
-            {k: v[j : j + 1] for k, v in emb.items()},
-            {k: m[j : j + 1] for k, m in masks.items()},
-            output,
-            task,
-        )
+        span = slice(first[j], first[j + 1])  # the row's windows (one unless windowed)
+        row = Row(model, {k: v[span] for k, v in emb.items()},
+                  {k: m[span] for k, m in masks.items()}, output, task)  # fmt: skip
         summary = _header(frame, r, output, task, decoded, j, enc, explained[j], method)
         summary["occlusion"] = {n: float(occlusion[n][j]) for n in model.inputs}
         expl = Explanation(summary)
         summary["modalities"] = {}
         for name in model.inputs:
-            x = sub.inputs[name].values[j : j + 1]
-            cells = frame.iloc[r][by_name[name].cols]
+            x = sub.inputs[name].values[span]  # (k, ...): the same k times unless windowed
             info, display = _input_explanation(
-                row, name, x, by_name[name], pipeline, cells, explained[j], method, steps
+                row, name, x, by_name[name], table, r, explained[j], method, steps
             )
             summary["modalities"][name] = info
             if display is not None:
@@ -417,29 +303,67 @@ def explain_rows(
 
 
 def _input_explanation(
-    row: _Row,
+    row: Row,
     name: str,
     x: Tensor,
     inp: InputConfig,
-    pipeline: TablePipeline,
-    cells: pd.Series,
+    table: _Table,
+    r: int,
     target: int,
     method: str,
     steps: int,
 ) -> tuple[dict[str, Any], tuple[np.ndarray, np.ndarray] | None]:
     """One input of one row: attributions unless it is missing or the method has none."""
-    info: dict[str, Any] = {"present": bool(row.masks[name][0])}
-    if not info["present"] or method not in GRADIENT_METHODS:
+    info: dict[str, Any] = {"present": bool(row.masks[name].any())}
+    if not info["present"] or method not in (*GRADIENT_METHODS, "occlusion"):
         return info, None
+    pre = table.pipeline.preprocessors[name]
     encoder = row.model.encoders[row.model.tied.get(name, name)]
-    if not getattr(encoder, "differentiable", True):  # e.g. MiniRocket's step-function features
+    gradients = method in GRADIENT_METHODS and getattr(encoder, "differentiable", True)
+    if method in GRADIENT_METHODS and not gradients:  # e.g. MiniRocket's step-function features
         info["attribution"] = (
             f"none: {type(encoder).__name__}'s output has no gradient with respect to its "
-            "input; the occlusion value says how much this input mattered"
+            "input; the occlusion values say how much this input (and each channel) mattered"
         )
+    if SE.is_series(pre):
+        return _series_explanation(row, name, x, pre, table, r, target, method, steps, info)
+    if getattr(pre, "parts", None):  # a clip's frames: each occluded in turn
+        scores = lambda z: row.scores(name, z)  # noqa: E731
+        info[f"{pre.parts}_occlusion"] = part_occlusion(encoder, x[:1], scores, row.task, target)  # type: ignore[attr-defined]
+    if not gradients:
         return info, None
-    attrs, delta = attribute_input(row, name, x, target, method, steps)
-    details, display = _describe(inp, pipeline, cells, attrs, x)
+    attrs, delta = attribute_input(row, name, x[:1], target, method, steps)
+    cells = table.frame.iloc[r][inp.cols]
+    details, display = _describe(inp, table.pipeline, cells, attrs, x[:1])
+    return info | details | {"convergence_delta": delta}, display
+
+
+def _series_explanation(
+    row: Row,
+    name: str,
+    x: Tensor,
+    pre: Any,
+    table: _Table,
+    r: int,
+    target: int,
+    method: str,
+    steps: int,
+    info: dict[str, Any],
+) -> tuple[dict[str, Any], tuple[np.ndarray, np.ndarray] | None]:
+    """A series: per-channel occlusion, and (with gradients) its time x channel map."""
+    windowed = bool(getattr(pre, "windowed", False))
+    classes = target if row.task in ("binary", "multiclass") else None
+    occlusion = SE.channel_occlusion(row, name, x if windowed else x[:1], table.pipeline, classes)
+    if "attribution" in info or method not in GRADIENT_METHODS:
+        details, _ = SE.describe_series(pre, None, x[0], occlusion)
+        return info | details, None
+    whole = (
+        SE.whole_series(table.pipeline, name, table.frame, r, table.base_dir, table.source)
+        if windowed
+        else x[0]
+    )
+    attrs, delta = SE.attribute_series(row, name, whole, pre, target, method, steps)
+    details, display = SE.describe_series(pre, attrs, whole, occlusion)
     return info | details | {"convergence_delta": delta}, display
 
 

@@ -22,6 +22,7 @@ from torch.utils.data import DataLoader
 
 from polymodal.data.dataset import TableDataset, collate_batch
 from polymodal.data.pipeline import TablePipeline
+from polymodal.evaluation import windows as W
 from polymodal.evaluation.metrics import HIGHER_IS_BETTER
 from polymodal.evaluation.robustness import MAIN_METRIC
 from polymodal.models import MultimodalModel
@@ -122,10 +123,14 @@ def _drop(base: float | None, value: float | None, higher: bool) -> float | None
 
 
 class _Scorer:
-    """Main metric of every output on (a bootstrap sample of) the rows, from logits."""
+    """Main metric of every output on (a bootstrap sample of) the rows, from logits (per
+    window for windowed inputs: averaged per row first)."""
 
     def __init__(self, model: MultimodalModel, dataset: TableDataset, pipeline: TablePipeline):
         self.model, self.pipeline, self.targets = model, pipeline, dataset.targets
+        self.row_of, self.n_rows = dataset.row_of, dataset.n_rows
+        if self.row_of is not None:
+            self.targets = W.row_targets(self.targets, self.row_of, self.n_rows)
         self.outputs = scored_outputs(model)
         missing = [o for o in self.outputs if o not in dataset.targets]
         if missing:
@@ -134,6 +139,8 @@ class _Scorer:
             )
 
     def __call__(self, logits: Tensors, rows: Tensor | None = None) -> dict[str, float | None]:
+        if self.row_of is not None:
+            logits = W.to_rows(self.model, logits, self.row_of, self.n_rows)
         out = {}
         for name in self.outputs:
             lg, tg = logits[name], self.targets[name]
@@ -184,7 +191,7 @@ def modality_importance(
     base = scorer(clean)
     higher = {o: HIGHER_IS_BETTER[MAIN_METRIC[t]] for o, t in scorer.outputs.items()}
     gen = torch.Generator().manual_seed(seed)
-    n = len(dataset)
+    n, items = dataset.n_rows, len(dataset)  # items: the rows, or their windows
     samples = [torch.randint(0, n, (n,), generator=gen) for _ in range(repeats)]
     base_boot = [scorer(clean, rows) for rows in samples]
     modalities: dict[str, Any] = {}
@@ -193,7 +200,7 @@ def modality_importance(
         full, boot = _perturbed(scorer, base, base_boot, higher, [masked], samples)
         metric = {o: {"metric": v} for o, v in scorer(masked).items()}
         entry = {"ablation": _summarise(full, boot, metric)}
-        perms = [torch.randperm(n, generator=gen) for _ in range(repeats)]
+        perms = [torch.randperm(items, generator=gen) for _ in range(repeats)]
         shuffled = [
             fuse_all(model, {**emb, name: emb[name][p]}, {**masks, name: masks[name][p]})
             for p in perms
@@ -232,7 +239,7 @@ def _perturbed(
     return full, boot
 
 
-def _focus(
+def focus(
     model: MultimodalModel,
     output: str,
     logits: Tensor,
@@ -262,22 +269,31 @@ def row_importance(
     pipeline: TablePipeline,
     output: str,
     classes: Tensor | None = None,
+    row_of: Tensor | None = None,
 ) -> dict[str, np.ndarray]:
     """``{input: (N,)}``: how much each row's prediction moves when that input alone is masked
     (occlusion). Classification: the fall of the probability of the predicted class (or of
     ``classes``, one per row); multilabel: the mean absolute change over labels; regression:
-    prediction minus prediction without it. Rows where the input is already missing get 0."""
+    prediction minus prediction without it. Rows where the input is already missing get 0.
+    ``row_of``: embeddings per window, each window's row (predictions averaged per row)."""
     check_output(model, output)
     task = task_of(model, output)
-    clean = fuse_all(model, embeddings, masks)[output]
-    base, pred = _focus(model, output, clean, pipeline, classes)
+    n = len(next(iter(masks.values()))) if row_of is None else int(row_of[-1]) + 1
+
+    def rows(logits: Tensor) -> Tensor:
+        return logits if row_of is None else W.aggregate_logits(task, logits, row_of, n)
+
+    clean = rows(fuse_all(model, embeddings, masks)[output])
+    base, pred = focus(model, output, clean, pipeline, classes)
     pred = pred if classes is None else classes
+    present = masks if row_of is None else W.row_masks(masks, row_of, n)
     result = {}
     for name in model.inputs:
-        logits = fuse_all(model, embeddings, {**masks, name: torch.zeros_like(masks[name])})[output]
-        value, _ = _focus(model, output, logits, pipeline, pred)  # the class predicted before
+        off = {**masks, name: torch.zeros_like(masks[name])}
+        value, _ = focus(model, output, rows(fuse_all(model, embeddings, off)[output]), pipeline,
+                         pred)  # fmt: skip
         delta = (base - value).abs() if task == "multilabel" else base - value
-        result[name] = (delta.mean(-1) * masks[name].float()).numpy()
+        result[name] = (delta.mean(-1) * present[name].float()).numpy()
     return result
 
 

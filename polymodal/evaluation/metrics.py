@@ -156,4 +156,6 @@ HIGHER_IS_BETTER = {
     "loss": False,
     "bleu4": True,
     "exact_match": True,
+    "window_accuracy": True,  # windowed inputs: windows scored on their own
+    "window_rmse": False,
 }

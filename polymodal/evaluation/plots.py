@@ -160,6 +160,27 @@ def importance(result: dict[str, Any]) -> bytes:
     return png(fig)
 
 
+def channel_importance(result: dict[str, Any]) -> bytes:
+    """Per series input (a panel each), the drop of each output's main metric when one channel
+    is occluded (set to its training mean)."""
+    inputs = list(result["inputs"])
+    outputs = list(result["metric"])
+    fig, axes = plt.subplots(1, len(inputs), figsize=(6 * len(inputs), 3.2), squeeze=False)
+    for ax, name in zip(axes[0], inputs, strict=True):
+        channels = result["inputs"][name]["channels"]
+        y = np.arange(len(channels))[::-1]
+        height = 0.8 / max(len(outputs), 1)
+        for k, output in enumerate(outputs):
+            drops = [np.nan if v is None else v for v in result["inputs"][name]["drop"][output]]
+            label = f"{output} {result['metric'][output]}"
+            ax.barh(y - k * height, drops, height=height, label=label)
+        ax.set_yticks(y - (len(outputs) - 1) * height / 2, channels, fontsize=8)
+        ax.axvline(0, color="grey", linewidth=0.8)
+        ax.set(xlabel="drop when the channel is occluded (higher = more important)", title=name)
+        ax.legend(fontsize=8)
+    return png(fig)
+
+
 def _unit(display: np.ndarray) -> np.ndarray:
     """A preprocessed image (C, H, W) as (H, W) or (H, W, 3) in [0, 1] for display."""
     img = display.transpose(1, 2, 0) if display.ndim == 3 else display
@@ -269,10 +290,33 @@ def _input_panel(
         _overlay(ax, display[0], display[1], origin="lower")
         ax.set(xlabel="time frame", ylabel="mel band")
         ax.set_title(title, fontsize=10)
+    elif kind == "frames":  # a clip: one attribution per frame
+        _bars(ax, [f"frame {t}" for t in range(len(info["values"]))], info["values"], title)
     elif kind == "waveform" and display is not None:
         ax.plot(display[0], color="grey", linewidth=0.5)
         ax.plot(display[1] / (np.abs(display[1]).max() or 1.0), color=POS, linewidth=0.5)
         ax.set_title(title, fontsize=10)
+    elif kind == "time_channel" and display is not None:
+        series_map(ax, display[0], display[1], list(info["channels"]))
+        ax.set_title(f"{name}: time x channel attribution", fontsize=10)
+    elif kind == "channel_importance":
+        names = list(info["channels"])
+        _bars(ax, names, [info["channel_occlusion"][c] for c in names], f"{name}: channels")
+        ax.set_xlabel("fall in the explained probability when the channel is occluded", fontsize=8)
+
+
+def series_map(ax: Axes, values: np.ndarray, heat: np.ndarray, channels: list[str]) -> None:
+    """A series' (T, C) attributions as a channel x time heat-map (red for, blue against the
+    explained class), each channel's standardised signal drawn across its band."""
+    bound = float(np.abs(heat).max()) or 1.0
+    ax.imshow(heat.T, cmap="RdBu_r", norm=TwoSlopeNorm(0.0, -bound, bound), aspect="auto",
+              interpolation="nearest")  # fmt: skip
+    steps = np.arange(len(values))
+    for c in range(values.shape[1]):
+        scale = float(np.abs(values[:, c]).max()) or 1.0
+        ax.plot(steps, c - 0.4 * values[:, c] / scale, color="black", linewidth=0.6)
+    ax.set_yticks(range(len(channels)), channels, fontsize=8)
+    ax.set_xlabel("time step", fontsize=8)
 
 
 def _text_of(info: dict[str, Any]) -> tuple[list[str], list[float]]:
@@ -288,7 +332,12 @@ def explanation(summary: dict[str, Any], display: dict[str, Any]) -> bytes:
     names = list(summary["modalities"])
     kinds = {n: summary["modalities"][n].get("kind") for n in names}
     texts = [n for n in names if kinds[n] == "tokens"]
-    others = [n for n in names if kinds[n] and kinds[n] != "tokens"]
+    others: list[tuple[str, str]] = []  # (input, panel kind); a series: its map, its channels
+    for n in names:
+        if kinds[n] and kinds[n] not in ("tokens", "channels"):
+            others.append((n, str(kinds[n])))
+        if kinds[n] in ("time_channel", "channels"):
+            others.append((n, "channel_importance"))
     grid_panels = 1 + (summary.get("attention") is not None) + len(others)
     grid_rows = int(np.ceil(grid_panels / 2))
     text_heights = [0.6 + 0.26 * _token_lines(_text_of(summary["modalities"][n])[0]) for n in texts]
@@ -304,8 +353,9 @@ def explanation(summary: dict[str, Any], display: dict[str, Any]) -> bytes:
     if summary.get("attention") is not None:
         _attention(cells[k], summary["attention"])
         k += 1
-    for name in others:
-        _input_panel(cells[k], name, summary["modalities"][name], display.get(name))
+    for name, kind in others:
+        info = {**summary["modalities"][name], "kind": kind}
+        _input_panel(cells[k], name, info, display.get(name))
         k += 1
     for ax in cells[k:]:
         ax.axis("off")

@@ -15,6 +15,7 @@ import torch
 from polymodal.data.base import DataError
 from polymodal.data.dataset import TableDataset
 from polymodal.data.pipeline import TablePipeline
+from polymodal.evaluation import windows as W
 from polymodal.evaluation.evaluate import predict_logits
 from polymodal.models import MultimodalModel
 
@@ -29,11 +30,17 @@ def predict_frame(
 ) -> pd.DataFrame:
     """One column per output with predicted labels/values, ``<output>_proba_<label>`` for
     classifiers and ``missing_modalities``, indexed like ``frame``. ``runner`` (e.g. an ONNX
-    Runtime model) computes the logits in place of ``model``."""
+    Runtime model) computes the logits in place of ``model``. A windowed input's windows are
+    predicted one by one and averaged per row (see :mod:`polymodal.evaluation.windows`)."""
     inputs = pipeline.transform_inputs(frame, base_dir, source)
     if len(frame) == 0:  # an empty table: an empty result with the usual columns
         return _empty(model, pipeline, frame)
-    logits = predict_logits(runner or model, TableDataset(inputs, {}))
+    data = TableDataset(inputs, {})
+    logits = predict_logits(runner or model, data)
+    present = {k: t.present for k, t in sorted(data.inputs.items())}
+    if data.row_of is not None:  # windows: one answer per row (aggregated in Python)
+        logits = W.to_rows(model, logits, data.row_of, len(frame))
+        present = W.row_masks(present, data.row_of, len(frame))
     check_finite(model, logits, frame.index, source)
     cols: dict[str, Any] = {}  # one DataFrame at the end: inserting columns costs ~1 ms each
     for name, head in model.heads.items():
@@ -43,7 +50,6 @@ def predict_frame(
         if "proba" in dec:
             for j, label in enumerate(enc.proba_labels()):
                 cols[f"{name}_proba_{label}"] = dec["proba"][:, j].numpy()
-    present = {k: t.present for k, t in sorted(inputs.items())}
     cols["missing_modalities"] = [
         ",".join(n for n, p in present.items() if not bool(p[i])) for i in range(len(frame))
     ]

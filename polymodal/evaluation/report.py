@@ -25,6 +25,7 @@ from polymodal.data.pipeline import TablePipeline
 from polymodal.data.summary import table_summary
 from polymodal.evaluation import html as H
 from polymodal.evaluation import plots
+from polymodal.evaluation import windows as W
 from polymodal.evaluation.evaluate import score
 from polymodal.evaluation.explain import ExplainError, Explanation, explain_rows
 from polymodal.evaluation.importance import (
@@ -35,6 +36,7 @@ from polymodal.evaluation.importance import (
     scored_outputs,
 )
 from polymodal.evaluation.robustness import MAIN_METRIC, robustness, robustness_plot
+from polymodal.evaluation.series_explain import channel_importance
 from polymodal.models import MultimodalModel
 from polymodal.utils.io import atomic_write_text
 
@@ -252,11 +254,16 @@ def _figures(
 def _evaluate(
     model: MultimodalModel, pipeline: TablePipeline, ds: TableDataset, logits: dict[str, Any]
 ) -> dict[str, Any]:
-    """Per scored output: its metric report, its plots, predictions and targets."""
+    """Per scored output: its metric report, its plots, predictions and targets (per row:
+    windowed rows' windows averaged)."""
     out: dict[str, Any] = {}
+    targets = ds.targets
+    if ds.row_of is not None:
+        logits = W.to_rows(model, logits, ds.row_of, ds.n_rows)
+        targets = W.row_targets(targets, ds.row_of, ds.n_rows)
     for name, task in scored_outputs(model).items():
         decoded = model.heads[name].decode(logits[name])  # type: ignore[operator]
-        target = ds.targets[name]
+        target = targets[name]
         report = score(task, decoded, target, pipeline, name)
         y = target.numpy()
         figures = _figures(name, task, decoded, y, report, pipeline)
@@ -313,6 +320,24 @@ def _importance_section(result: dict[str, Any]) -> str:
     )
 
 
+def _channel_section(result: dict[str, Any]) -> str:
+    rows = [
+        [name, output, channel, drop]
+        for name, entry in result["inputs"].items()
+        for output, drops in entry["drop"].items()
+        for channel, drop in zip(entry["channels"], drops, strict=True)
+    ]
+    return (
+        "<h2>Channel importance</h2>"
+        f"<p>Drop of each output's main metric on {result['n_rows']:,} rows when one channel of "
+        "a time series is occluded (set to its training mean on every step).</p>"
+        + H.img(plots.channel_importance(result), "channel importance", "plot-channel-importance")
+        + H.details(
+            "channel importance table", H.table(["input", "output", "channel", "drop"], rows)
+        )
+    )
+
+
 def _examples_section(explanations: list[Explanation]) -> str:
     parts = [
         "<h2>Explained examples</h2><p>Per row: how much the explained class's probability "
@@ -356,6 +381,7 @@ class _Computed:
     sample: pd.DataFrame | None = None
     evaluated: dict[str, Any] = field(default_factory=dict)
     importance: dict[str, Any] | None = None
+    channels: dict[str, Any] | None = None  # per-channel importance of series inputs
     robustness: dict[str, Any] | None = None
     robustness_origin: str = ""
     explanations: list[Explanation] = field(default_factory=list)
@@ -379,6 +405,8 @@ def _compute(saved: SavedModel, table: Table, opts: ReportOptions) -> _Computed:
         }
         t0 = time.perf_counter()
         done.importance = modality_importance(model, ds, pipe, opts.repeats, opts.seed, encoded)
+        channels = channel_importance(model, ds, pipe, encoded)
+        done.channels = channels if channels["inputs"] else None
         done.seconds["importance"] = time.perf_counter() - t0
     else:
         done.notes.append(f"{table.source} has no target column(s): no metrics or importance.")
@@ -386,10 +414,9 @@ def _compute(saved: SavedModel, table: Table, opts: ReportOptions) -> _Computed:
         done.robustness, done.robustness_origin = saved.robustness, "Saved with the model"
     elif labelled and set(scored_outputs(model)) == set(model.heads):
         t0 = time.perf_counter()
-        rows = list(range(min(opts.robustness_rows, len(ds))))
-        sub = TableDataset(*_rows(ds, rows))
-        done.robustness = robustness(model, sub, pipe)
-        done.robustness_origin = f"Computed here on {len(rows):,} rows of {table.source}"
+        n = min(opts.robustness_rows, ds.n_rows)
+        done.robustness = robustness(model, _head(ds, n), pipe)
+        done.robustness_origin = f"Computed here on {n:,} rows of {table.source}"
         done.seconds["robustness"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     picks = pick_examples(done.evaluated, len(sample), opts.examples)
@@ -398,20 +425,24 @@ def _compute(saved: SavedModel, table: Table, opts: ReportOptions) -> _Computed:
         first = next(o.name for o in cfg.outputs if o.name in scored_outputs(model))
         args = (model, pipe, cfg.inputs, ds, sample, picks, table.source, first)
         try:
-            done.explanations = explain_rows(*args, opts.method)
+            done.explanations = explain_rows(*args, opts.method, base_dir=table.base)
         except ExplainError as err:  # e.g. an int8 model: no gradients, occlusion still works
             done.notes.append(f"Explained examples show occlusion only: {err}")
-            done.explanations = explain_rows(*args, "occlusion")
+            done.explanations = explain_rows(*args, "occlusion", base_dir=table.base)
     done.seconds["explanations"] = time.perf_counter() - t0
     return done
 
 
-def _rows(ds: TableDataset, rows: list[int]) -> tuple[dict[str, Any], dict[str, Any]]:
+def _head(ds: TableDataset, n: int) -> TableDataset:
+    """The dataset of the first ``n`` rows (with their windows, if windowed)."""
     from polymodal.data.base import Transformed
 
-    batch = ds.__getitems__(rows)
+    row_of = ds.row_of
+    items = list(range(n)) if row_of is None else torch.nonzero(row_of < n).flatten().tolist()
+    batch = ds.__getitems__(items)
     inputs = {k: Transformed(v, batch["masks"][k]) for k, v in batch["features"].items()}
-    return inputs, batch["targets"]
+    kept = None if row_of is None else row_of[: len(items)]
+    return TableDataset(inputs, batch["targets"], row_of=kept)
 
 
 def build_report(
@@ -444,6 +475,8 @@ def build_report(
     sections.append(_robustness_section(done.robustness, done.robustness_origin))
     if done.importance is not None:
         sections.append(_importance_section(done.importance))
+    if done.channels is not None:
+        sections.append(_channel_section(done.channels))
     if done.explanations:
         sections.append(_examples_section(done.explanations))
     meta = f"polymodal report of {saved.name}" + (f"; table {source}" if source else "")
@@ -456,6 +489,7 @@ def build_report(
         "n_rows": n,
         "metrics": {o: e["report"] for o, e in done.evaluated.items()},
         "importance": done.importance,
+        "channel_importance": done.channels,
         "robustness": done.robustness,
         "seconds": done.seconds,
     }

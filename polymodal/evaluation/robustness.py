@@ -84,7 +84,8 @@ def robustness(
     def run(
         inputs: dict[str, Transformed], modality: str, condition: str, level: float
     ) -> dict[str, Any]:
-        report = evaluate(model, TableDataset(inputs, dataset.targets), pipeline)
+        data = TableDataset(inputs, dataset.targets, row_of=dataset.row_of)
+        report = evaluate(model, data, pipeline)
         row: dict[str, Any] = {"modality": modality, "condition": condition, "level": level}
         row.update({o: _main(report, o, t) for o, t in tasks.items()})
         return row

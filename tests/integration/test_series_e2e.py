@@ -16,6 +16,7 @@ import torch
 from polymodal import Predictor, registry
 from polymodal.config import load_config
 from polymodal.data import DataError, TablePipeline
+from polymodal.evaluation.report import ReportOptions
 from polymodal.models import build_model, preprocessing_options
 from tests.tables import SERIES_ENCODERS, add_series, make_table, series_config
 
@@ -109,7 +110,9 @@ def test_minirocket_cached_with_modality_dropout_and_explained(table, tmp_path):
     assert misses <= len(frame) and hits >= len(frame) // 2  # epoch 2 ran no MiniRocket
     assert list((tmp_path / "cache").iterdir())  # written for the next run
     (explained,) = pred.explain(frame, rows=[3], base_dir=folder)  # no gradient: occlusion only
-    assert "no gradient" in explained["modalities"]["motion"]["attribution"]
+    motion = explained["modalities"]["motion"]
+    assert "no gradient" in motion["attribution"]
+    assert motion["kind"] == "channels" and set(motion["channel_occlusion"]) == {"x", "y", "z"}
     assert "motion" in explained["occlusion"]
 
 
@@ -177,6 +180,9 @@ def test_importance_robustness_and_explanations_run(table, tmp_path):
     assert {"motion"} <= {r["modality"] for r in result["rows"]}
     (explained,) = pred.explain(frame, rows=[3], base_dir=folder)
     assert "motion" in explained["occlusion"]
+    motion = explained["modalities"]["motion"]  # time x channel: the step mask is no channel
+    assert motion["kind"] == "time_channel" and motion["shape"][1] == 3
+    assert len(motion["values"][0]) == 3 and list(motion["channel_abs"]) == ["x", "y", "z"]
 
 
 def test_series_models_compress(table, tmp_path):
@@ -200,3 +206,100 @@ def test_series_models_compress(table, tmp_path):
                          ("structured", "torch")):  # fmt: skip
         got = Predictor.load(tmp_path / out, backend=backend).predict(frame, base_dir=folder)
         assert got["label"].isin(["cat", "dog", "eel"]).all(), (out, backend)
+
+
+def windowed_config(encoder: str = "series_cnn", epochs: int = 2) -> dict:
+    cfg = light(encoder, epochs)
+    cfg["inputs"][-1]["preprocessing"] = {"window": 8, "stride": 4}
+    return cfg
+
+
+@pytest.fixture(scope="module")
+def windowed(table, tmp_path_factory):
+    """A model over windows of 8 steps (stride 4) of the series, beside the tabular columns."""
+    folder, frame = table
+    out = tmp_path_factory.mktemp("windowed") / "m"
+    Predictor(windowed_config()).fit(frame, base_dir=folder, output_dir=out)
+    return out
+
+
+def test_windowed_rows_get_one_answer_from_their_windows(table, windowed, tmp_path):
+    """predict / evaluate average each row's windows (mean log-probabilities); window accuracy
+    is reported beside the per-row metrics; ONNX Runtime scores windows the same way."""
+    from polymodal.evaluation.evaluate import predict_logits
+
+    folder, frame = table
+    pred = Predictor.load(windowed)
+    out = pred.predict(frame, base_dir=folder)
+    assert len(out) == len(frame) and out.index.equals(frame.index)
+    assert out["missing_modalities"].iloc[:2].str.contains("motion").all()  # one masked window
+    art = pred.artifact_
+    ds = art.pipeline.dataset(frame, folder)
+    assert ds.n_rows == len(frame) and len(ds) > len(frame)
+    logits = predict_logits(art.model, ds)["label"]
+    assert ds.row_of is not None
+    for r in (2, 3, 10):  # the row's probabilities: the normalised geometric mean of its windows'
+        p = torch.softmax(logits[ds.row_of == r], -1).log().mean(0).exp()
+        want = (p / p.sum()).numpy()
+        got = out.iloc[r][["label_proba_cat", "label_proba_dog", "label_proba_eel"]].to_numpy()
+        assert np.allclose(got.astype(float), want, atol=1e-5)
+    report = pred.evaluate(frame, base_dir=folder)
+    assert report["n_rows"] == len(frame) and report["n_windows"] == len(ds)
+    hits = (out["label"] == frame["label"]).mean()
+    assert report["label"]["accuracy"] == pytest.approx(hits)
+    windows_right = (logits.argmax(-1) == ds.targets["label"]).float().mean()
+    assert report["label"]["window_accuracy"] == pytest.approx(float(windows_right))
+    onnx = pred.export_onnx(frame, windowed / "model.onnx", rows=16, base_dir=folder)
+    assert onnx["max_abs_diff"] <= 1e-4
+    got = Predictor.load(windowed, backend="onnx").predict_proba(frame, base_dir=folder)
+    assert (got - pred.predict_proba(frame, base_dir=folder)).abs().to_numpy().max() <= 1e-4
+
+
+def test_windowed_series_explained_over_time_and_channels(table, windowed, tmp_path):
+    """The map covers the whole series (not a window), channels only (no mask channel), with
+    per-channel occlusion; the report shows channel importance; importance counts rows."""
+    folder, frame = table
+    pred = Predictor.load(windowed)
+    (explained,) = pred.explain(frame, rows=[3], base_dir=folder, output_dir=tmp_path / "ex")
+    motion = explained["modalities"]["motion"]
+    steps = len(np.load(folder / frame.loc[3, "motion"])) if frame.loc[3, "motion"].endswith(
+        ".npy") else len(pd.read_csv(folder / frame.loc[3, "motion"]))  # fmt: skip
+    assert motion["kind"] == "time_channel" and motion["shape"] == [steps, 3]
+    assert motion["channels"] == ["x", "y", "z"] and set(motion["channel_occlusion"]) == {
+        "x",
+        "y",
+        "z",
+    }
+    assert (tmp_path / "ex" / "row_3.png").stat().st_size > 0
+    importance = pred.importance(frame, repeats=2, base_dir=folder)
+    assert importance["n_rows"] == len(frame)
+    options = ReportOptions(max_rows=12, examples=1, repeats=2, robustness_rows=12)
+    pred.report(tmp_path / "report.html", data=frame, base_dir=folder, options=options)
+    page = (tmp_path / "report.html").read_text()
+    assert "Channel importance" in page and "plot-channel-importance" in page
+    assert set(pred.report_["channel_importance"]["inputs"]["motion"]["channels"]) == {
+        "x",
+        "y",
+        "z",
+    }
+
+
+def test_windowed_streamed_validation_scores_rows(tmp_path):
+    """A streamed table: batches of whole rows' windows; validation aggregated per row equals
+    evaluating the saved model in memory."""
+    frame = add_series(make_table(tmp_path, n=40), tmp_path, inline=True)
+    frame.iloc[:32].to_parquet(tmp_path / "train.parquet")
+    frame.iloc[32:].to_parquet(tmp_path / "val.parquet")
+    cfg = windowed_config(epochs=1)
+    cfg["data"] = {"streaming": True}
+    cfg["trainer"] |= {"feature_cache": False, "batch_size": 4}
+    streamed = Predictor(cfg).fit(
+        str(tmp_path / "train.parquet"),
+        val=str(tmp_path / "val.parquet"),
+        output_dir=tmp_path / "m",
+    )
+    val = streamed.metrics_["val"]
+    memory = Predictor.load(tmp_path / "m").evaluate(tmp_path / "val.parquet")
+    assert val["n_rows"] == memory["n_rows"] == 8 and val["n_windows"] == memory["n_windows"]
+    assert val["loss"] == pytest.approx(memory["loss"], abs=1e-5)
+    assert val["label"]["window_accuracy"] == pytest.approx(memory["label"]["window_accuracy"])

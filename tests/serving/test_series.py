@@ -117,3 +117,25 @@ def test_openapi_fuzz_finds_no_5xx(served):
     checks = [not_a_server_error, status_code_conformance, response_schema_conformance]
     _fuzz(op, GenerationMode.POSITIVE, checks)()
     _fuzz(op, GenerationMode.NEGATIVE, [*checks, negative_data_rejection])()
+
+
+def test_a_long_series_is_windowed_like_the_table(tmp_path):
+    """A model over windows: a request's long series is cut the same way, and each row gets
+    one answer, the one ``predict`` gives the table."""
+    frame = add_series(make_table(tmp_path, n=24), tmp_path, inline=True)
+    frame["motion"] = [steps * 4 for steps in frame["motion"]]  # 32 to 96 steps
+    cfg = series_config("concat", epochs=1)
+    cfg["inputs"] = [i for i in cfg["inputs"] if i["name"] in ("motion", "numeric")]
+    cfg["inputs"][-1]["preprocessing"] = {"window": 16, "stride": 8, "max_length": 128}
+    Predictor(cfg).fit(frame, base_dir=tmp_path).save(tmp_path / "model")
+    client = TestClient(create_app(tmp_path / "model"))
+    body = {"rows": [{"motion": frame.loc[r, "motion"], "age": float(frame.loc[r, "age"])}
+                     for r in (0, 1)]}  # fmt: skip
+    res = client.post("/predict", json=body)
+    assert res.status_code == 200, res.text
+    got = res.json()["predictions"]
+    want = Predictor.load(tmp_path / "model").predict(frame.head(2), base_dir=tmp_path)
+    assert len(got) == 2
+    for r in (0, 1):
+        probs = got[r]["outputs"]["label"]["probabilities"]
+        assert probs["cat"] == pytest.approx(float(want["label_proba_cat"].iloc[r]), abs=1e-5)

@@ -20,6 +20,13 @@ such a list). ``channels`` selects and orders channels by name in file cells.
 - Bad cells (an error naming file, row and column, or masked and counted with
   ``data.bad_cells: mask``): unreadable or refused files, ragged steps, non-numbers, infinities,
   a channel count (or channel names) other than training's, more than ``max_steps`` steps.
+- Windows: with ``window`` (steps) each series (its first ``max_length`` steps as above) is cut
+  into windows of ``window`` steps, ``stride`` apart (default: ``window``, no overlap; a tail
+  shorter than a window is left out, a series shorter than one window is one padded window;
+  windows of gaps only are dropped). The transform returns one entry per window with the row it
+  belongs to (``Transformed.row_of``): windows inherit the row's other inputs and its label in
+  training, and a row's prediction averages its windows' (see
+  :mod:`polymodal.evaluation.windows`). A row without a series is one masked window.
 """
 
 from __future__ import annotations
@@ -38,6 +45,7 @@ import torch
 
 from polymodal.data.base import DataError, Preprocessor, Transformed, where
 from polymodal.data.paths import ANYWHERE, FileAccess
+from polymodal.data.preprocess import series_windows as W
 from polymodal.data.preprocess.files import cell_key, decode_column, read_cell
 from polymodal.data.preprocess.series_io import Series, is_inline, parse_inline, read_file
 from polymodal.data.stats import Moments, Sample, Stats, merge
@@ -68,8 +76,12 @@ class SeriesPreprocessor(Preprocessor):
         time_mask: float = 0.1,  # longest masked band, as a share of the series' steps
         crop_min: float = 0.8,  # random crop keeps at least this share of the steps
         reference_rows: int = 0,  # training series handed to data-fitted encoders (minirocket)
+        window: int | None = None,  # cut each series into windows of this many steps
+        stride: int | None = None,  # steps between window starts (default: window)
     ) -> None:
         _check_options(max_length, crop, resample, channels, time_mask, crop_min)
+        W.check_options(window, stride, max_length, resample)
+        self.window, self.stride = window, stride
         self.max_length, self.crop, self.resample = max_length, crop, resample
         self.channels = list(channels) if channels is not None else None
         self.max_steps, self.max_file_mb = max_steps, max_file_mb
@@ -83,13 +95,41 @@ class SeriesPreprocessor(Preprocessor):
     def options(self) -> dict[str, Any]:
         # the `augment` option is stored as `augment_enabled` (the name `augment` is the method)
         keys = ("max_length", "crop", "resample", "channels", "max_steps", "max_file_mb",
-                "jitter", "scaling", "time_mask", "crop_min", "reference_rows")  # fmt: skip
+                "jitter", "scaling", "time_mask", "crop_min", "reference_rows", "window",
+                "stride")  # fmt: skip
         return {**{k: getattr(self, k) for k in keys}, "augment": self.augment_enabled}
 
     @property
     def length(self) -> int:
-        """Steps of the longest tensor a series becomes."""
+        """Steps of the longest tensor a series becomes (before it is cut into windows)."""
         return self.resample or self.max_length
+
+    @property
+    def windowed(self) -> bool:
+        """Whether rows become several entries (windows): the dataset then repeats the rest."""
+        return self.window is not None
+
+    def starts(self, real: np.ndarray) -> list[int]:
+        """Where the windows of a series whose real steps are ``real`` (T,) start."""
+        assert self.window is not None
+        return W.starts(real, self.window, self.stride or self.window)
+
+    def cut(self, x: torch.Tensor) -> torch.Tensor:
+        """One whole series tensor (T, C + 1) -> its windows (k, window, C + 1), those the
+        transform gives (differentiable: explanations attribute through it)."""
+        assert self.window is not None
+        return W.cut(x, self.starts((x[:, -1] > 0).numpy()), self.window)
+
+    def channel_names(self) -> list[str]:
+        """The value channels of its tensors, in order (the last channel is the step mask)."""
+        names = self.channels or self.names
+        return list(names) if names else [f"channel {i}" for i in range(self.n_channels or 0)]
+
+    def whole(self) -> SeriesPreprocessor:
+        """This fitted preprocessor without windows: whole series (for explanations)."""
+        other = SeriesPreprocessor(**{**self.options(), "window": None, "stride": None})
+        other.load_fitted_state(self.fitted_state())
+        return other
 
     # -- one cell ----------------------------------------------------------------------------
     def read(self, cell: Any, base_dir: Path, access: FileAccess = ANYWHERE) -> Series:
@@ -278,7 +318,10 @@ class SeriesPreprocessor(Preprocessor):
         if empty:
             log.info("%s, column %r: %d empty series read as missing", source, cells.name, empty)
         present = (index != 0) & filled
-        return Transformed(values, present, index=index, n_bad=files.n_bad + own_bad)
+        out = Transformed(values, present, index=index, n_bad=files.n_bad + own_bad)
+        if not self.window:
+            return out
+        return W.windows(out, self.starts, self.window, self.length)
 
     def _inline(
         self, cells: pd.Series, source: str, bad_cells: str
@@ -354,7 +397,8 @@ class SeriesPreprocessor(Preprocessor):
 
     # -- facts and state ---------------------------------------------------------------------
     def spec(self) -> dict[str, Any]:
-        spec: dict[str, Any] = {"in_channels": self.n_channels, "series_length": self.length}
+        length = self.window or self.length  # what the encoder sees
+        spec: dict[str, Any] = {"in_channels": self.n_channels, "series_length": length}
         if self.reference_rows:
             spec["series_reference"] = self.reference_
         return spec
@@ -438,11 +482,16 @@ def _distinct(cells: pd.Series, base_dir: Path) -> list[tuple[Any, int]]:
 
 def _offer(sample: Sample, values: np.ndarray, pre: SeriesPreprocessor) -> None:
     """Put a series into the bottom-k ``sample`` if its digest is small enough: its crop (or
-    resampling) of raw values, gaps as None, as the payload."""
+    resampling) of raw values, gaps as None, as the payload; when windowed, one of its windows
+    (which one follows from the digest, so a streamed fit picks the same)."""
     key = _digest(values).hex()
     if len(sample.items) >= sample.size and key >= max(sample.items):
         return
     x, ok = pre._shape(values)
+    if pre.window:
+        starts = pre.starts(ok)
+        at = starts[int(key[:8], 16) % len(starts)]
+        x, ok = x[at : at + pre.window], ok[at : at + pre.window]
     payload = [[None if math.isnan(v) else v for v in step] for step in x[ok].tolist()]
     sample.items[key] = payload
     if len(sample.items) > sample.size:
