@@ -113,6 +113,10 @@ class TrainerConfig(_Strict):
     early_stopping_patience: int | None = 5  # epochs without improvement; None disables
     monitor: str | None = None  # e.g. "label.accuracy"; default: validation loss
     modality_dropout: float = 0.0  # probability of dropping each modality per sample
+    # ridge: before training, linear heads (hidden: 0) are solved in closed form on the features
+    # of the training rows (penalty by leave-one-out error); with frozen encoders (minirocket)
+    # that is the whole fit: set epochs: 0
+    head_solver: Literal["gradient", "ridge"] = "gradient"
     seed: int = 42
     device: Literal["auto", "cpu", "cuda"] = "auto"
     mixed_precision: Literal["no", "bf16", "fp16"] = "no"

@@ -36,6 +36,7 @@ from polymodal.evaluation.evaluate import monitor_value, move
 from polymodal.train.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from polymodal.train.distributed import accelerator, train_loader
 from polymodal.train.optim import make_optimizer, modality_dropout
+from polymodal.train.ridge import fit_ridge_heads
 from polymodal.train.schedule import lr_at
 from polymodal.utils import progress as P
 from polymodal.utils.dist import check_same, gather_json, mean, world_size
@@ -88,6 +89,9 @@ def train(
     check_same(state.epoch, "the epoch to resume from (is the output folder shared?)")
     deadline = time.perf_counter() + cfg.time_limit if cfg.time_limit else None
     with feature_caches(raw, pipeline, cfg) as caches:
+        if cfg.head_solver == "ridge" and last is None:  # closed-form heads, then epochs
+            fit_ridge_heads(raw, train_ds if isinstance(train_ds, TableDataset) else loader,
+                            acc.device)  # fmt: skip
         best_weights = _epochs(
             acc, model, raw, optimizer, loader, pipeline, val_ds, cfg, state, best_weights,
             loss_weights, total_steps, warmup, ckpt_dir, caches, deadline,

@@ -13,7 +13,15 @@ from torch import nn
 import polymodal.encoders  # noqa: F401  (registers encoders)
 from polymodal import registry
 from polymodal.encoders.cache import is_frozen
-from polymodal.encoders.minirocket import HALF, MiniRocket, count_above, fit_dilations, on_grid
+from polymodal.encoders.minirocket import (
+    HALF,
+    PACKED_BLOCK,
+    MiniRocket,
+    count_above,
+    fit_dilations,
+    lane_sums,
+    on_grid,
+)
 from polymodal.export import onnx as ox
 from polymodal.fusion.concat import ConcatFusion
 from polymodal.models import MultimodalModel
@@ -157,3 +165,19 @@ def test_count_above_packed_equals_plain_comparison(steps, dtype):
     thresholds = torch.randn(5, 4, generator=g, dtype=dtype).round(decimals=1)
     plain = (values[:, :, None, :] > thresholds[None, :, :, None]).sum(-1)
     assert torch.equal(count_above(values, thresholds), plain)
+
+
+def test_count_above_shares_chunks_among_threads_and_lanes_reach_their_limit():
+    g = torch.Generator().manual_seed(0)
+    values = torch.randn(64, 84, 200, generator=g).round(decimals=1)  # several chunks
+    thresholds = torch.randn(84, 6, generator=g).round(decimals=1).sort(-1).values
+    plain = (values[:, :, None, :] > thresholds[None, :, :, None]).sum(-1)
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        assert torch.equal(count_above(values, thresholds), plain)
+    finally:
+        torch.set_num_threads(before)
+    every = torch.full((2, 3, PACKED_BLOCK), 5.0)  # 127 in each byte lane of every word
+    assert count_above(every, torch.zeros(3, 2)).eq(PACKED_BLOCK).all()
+    assert lane_sums(torch.full((4,), 0x7F7F7F7F7F7F7F7F)).eq(8 * 127).all()
