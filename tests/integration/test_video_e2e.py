@@ -159,3 +159,24 @@ def test_explanations_give_each_frame_a_value(table):
     assert len(frames["frame_occlusion"]) == 4  # each frame greyed out in turn
     (occluded,) = pred.explain(frame, rows=[5], method="occlusion", base_dir=folder)
     assert len(occluded["modalities"]["clip"]["frame_occlusion"]) == 4
+
+
+def test_video_models_compress(table, tmp_path):
+    """int8 (the GRU over frames quantised; ONNX int8 graph) and structured pruning (conv
+    channels of the frame CNN and of the (2+1)-D CNN): each folder loads and predicts."""
+    from polymodal.compression.compress import int8, prune
+
+    folder, frame = table
+    cfg = video_config(sound=False)
+    cfg["inputs"].append(
+        {"name": "clip_r21d", "type": "video", "columns": ["clip"],
+         "encoder": {"type": "video_r21d", "channels": [4, 8], "out_dim": 8},
+         "preprocessing": {"num_frames": 4, "image_size": 16}}
+    )  # fmt: skip
+    Predictor(cfg).fit(frame, base_dir=folder).save(tmp_path / "m")
+    int8(tmp_path / "m", tmp_path / "int8", (frame, folder, "t"), rows=8)
+    info = prune(tmp_path / "m", tmp_path / "structured", "structured", 0.5)
+    assert info["layers"]
+    for out, backend in (("int8", "torch"), ("int8", "onnx"), ("structured", "torch")):
+        got = Predictor.load(tmp_path / out, backend=backend).predict(frame, base_dir=folder)
+        assert got["label"].isin(["cat", "dog", "eel"]).all(), (out, backend)

@@ -122,9 +122,11 @@ class VideoPreprocessor(Preprocessor):
     ) -> Transformed:
         s = self.image_size
         empty = torch.zeros(self.num_frames, self.channels, s, s)
+        # uint8 frames per clip, normalised a chunk of clips at a time: one tensor operation per
+        # 32 clips, not several per clip (small ones cost most on a busy CPU)
         return decode_column(
-            frame[columns[0]], base_dir, self.decode, empty, EXPECTED, source, bad_cells,
-            chunk=32, access=access,
+            frame[columns[0]], base_dir, self.frames, empty, EXPECTED, source, bad_cells,
+            finish=self.normalise, chunk=32, access=access,
         )  # fmt: skip
 
     # -- augmentation ------------------------------------------------------------------------

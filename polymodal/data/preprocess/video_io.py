@@ -26,7 +26,7 @@ import bisect
 import io
 import os
 import re
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,6 +40,7 @@ FRAME_EXT = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".gif", ".tif", ".tiff")
 FORMATS = "mov,mp4,m4a,3gp,3g2,mj2,avi,matroska,webm"
 OPEN_OPTIONS = {"format_whitelist": FORMATS, "protocol_whitelist": "file"}
 RESIZES = ("crop", "squash")
+KEEP_BYTES = 16 * 2**20  # a clip whose packets fit here is demuxed once, not twice
 
 
 @dataclass(frozen=True)
@@ -131,16 +132,31 @@ class Index:
         return sorted(set(self.pts))
 
 
-def index_packets(container: Any, stream: Any, limits: Limits) -> Index:
-    """Demux (no decoding) every packet of ``stream``: its timestamp and keyframe flag."""
+def _timed(packets: Iterable[Any]) -> Iterator[tuple[Any, int]]:
+    """(packet, timestamp) of the packets that carry a frame with a time."""
+    for packet in packets:
+        stamp = packet.pts if packet.pts is not None else packet.dts
+        if packet.size and stamp is not None:  # not a flush packet, not a frame without a time
+            yield packet, int(stamp)
+
+
+def index_packets(
+    container: Any, stream: Any, limits: Limits, keep: list[Any] | None = None
+) -> Index:
+    """Demux (no decoding) every packet of ``stream``: its timestamp and keyframe flag. With
+    ``keep``, the packets are kept there too while they stay under ``KEEP_BYTES`` together (a
+    short clip is then decoded without demuxing it again); past that, ``keep`` is emptied."""
     pts: list[int] = []
     key: list[bool] = []
-    for packet in container.demux(stream):
-        stamp = packet.pts if packet.pts is not None else packet.dts
-        if packet.size == 0 or stamp is None:  # a flush packet, or a frame without a time
-            continue
-        pts.append(int(stamp))
+    kept = 0
+    for packet, stamp in _timed(container.demux(stream)):
+        pts.append(stamp)
         key.append(bool(packet.is_keyframe))
+        if keep is not None and kept <= KEEP_BYTES:
+            kept += packet.size
+            keep.append(packet)
+            if kept > KEEP_BYTES:
+                keep.clear()
         if len(pts) > limits.max_frames:
             raise ValueError(
                 f"over {limits.max_frames:,} frames (preprocessing max_frames); expected a "
@@ -201,10 +217,11 @@ def _runs(index: Index, wanted: set[int]) -> bytearray:
 
 
 def decode_wanted(
-    container: Any, stream: Any, index: Index, wanted: set[int], convert: Any
+    packets: Iterable[Any], stream: Any, index: Index, wanted: set[int], convert: Any
 ) -> dict[int, np.ndarray]:
-    """The wanted frames (timestamp -> converted array), decoding only the runs that lead to
-    them; non-reference frames that are not wanted are skipped by the decoder."""
+    """The wanted frames (timestamp -> converted array) from ``packets`` (the stream's, demuxed
+    again or kept from the index), decoding only the runs that lead to them; non-reference
+    frames that are not wanted are skipped by the decoder."""
     need = _runs(index, wanted)
     last = max(i for i, n in enumerate(need) if n)
     codec = stream.codec_context
@@ -218,10 +235,7 @@ def decode_wanted(
                 got[frame.pts] = convert(frame)
                 awaiting.discard(frame.pts)
 
-    for packet in container.demux(stream):
-        stamp = packet.pts if packet.pts is not None else packet.dts
-        if packet.size == 0 or stamp is None:
-            continue
+    for packet, stamp in _timed(packets):
         i += 1
         if i > last and not awaiting:
             break
@@ -269,12 +283,17 @@ def centre_crop(arr: np.ndarray, size: int) -> np.ndarray:
 
 
 def converter(sampling: Sampling) -> Any:
-    """A decoded frame -> uint8 (size, size, channels), scaled by FFmpeg (area filter)."""
+    """A decoded frame -> uint8 (size, size, channels), scaled by FFmpeg (area filter). One
+    reformatter per clip keeps its scaler (building one per frame costs 25x the scaling)."""
+    from av.video.reformatter import VideoReformatter
+
     fmt = "rgb24" if sampling.channels == 3 else "gray"
+    scaler = VideoReformatter()
 
     def convert(frame: Any) -> np.ndarray:
         w, h = frame_size(frame.width, frame.height, sampling.size, sampling.resize)
-        arr = frame.reformat(width=w, height=h, format=fmt, interpolation="AREA").to_ndarray()
+        scaled = scaler.reformat(frame, width=w, height=h, format=fmt, interpolation="AREA")
+        arr = scaled.to_ndarray()
         arr = arr.reshape(h, w, sampling.channels)
         return np.ascontiguousarray(centre_crop(arr, sampling.size))
 
@@ -286,12 +305,18 @@ def read_clip(target: bytes | Path, sampling: Sampling, limits: Limits) -> np.nd
     folder of frame images."""
     if isinstance(target, Path) and target.is_dir():
         return read_folder(target, sampling, limits)
+    kept: list[Any] = []
     with open_container(target, limits) as container:
-        index = index_packets(container, _stream(container, limits), limits)
-    slots = wanted_frames(index, sampling)
-    wanted, convert = set(slots), converter(sampling)
-    with open_container(target, limits) as container:  # a fresh demuxer, from the start
-        got = decode_wanted(container, _stream(container, limits), index, wanted, convert)
+        stream = _stream(container, limits)
+        index = index_packets(container, stream, limits, kept)
+        slots = wanted_frames(index, sampling)
+        wanted, convert = set(slots), converter(sampling)
+        if kept:  # a short clip: its packets are here already
+            got = decode_wanted(kept, stream, index, wanted, convert)
+    if not kept:
+        with open_container(target, limits) as container:  # a fresh demuxer, from the start
+            stream = _stream(container, limits)
+            got = decode_wanted(container.demux(stream), stream, index, wanted, convert)
     if len(got) < len(wanted):
         with open_container(target, limits) as container:
             stream = _stream(container, limits)
