@@ -1,0 +1,218 @@
+"""Time-series benchmark (issue 19): every series encoder alone, the best one fused with a
+tabular column, and a MiniRocket + scikit-learn ridge reference on the same features, trained
+and scored through polymodal's public API.
+
+- watch: 112 smartwatch recordings of 8 subjects; 4 folds of 2 test subjects (never trained on),
+  one more subject held out for validation (early stopping, choosing the encoder to fuse), 5
+  subjects train; windows of 200 steps, stride 100; window accuracy and recording accuracy (a
+  recording's windows averaged).
+- uea: JapaneseVowels and SelfRegulationSCP1, official train / test splits; gradient-trained
+  encoders early-stop on 20% of the training rows; MiniRocket (ridge, leave-one-out) uses all.
+
+    python benchmarks/timeseries/run.py            # full run: results.json / results.md here
+    python benchmarks/timeseries/run.py --quick    # 2 folds, 2 epochs, 2,016 MiniRocket features
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+from common import ENCODERS, FOLDS, UEA, WATCH, WINDOW, config  # noqa: E402
+from report import summarise, write  # noqa: E402
+
+WATCH_LENGTH = 2700  # longest recording: 2,618 steps (all of it is windowed)
+UEA_LENGTH = {"JapaneseVowels": 32, "SelfRegulationSCP1": 896}
+
+
+class Outcome(dict):  # type: ignore[type-arg]
+    """One method on one test part: per-row and per-window correctness, speed, val scores."""
+
+
+def correctness(pred: Any, frame: pd.DataFrame, base: Path) -> Outcome:
+    """Test rows and windows right or wrong, and end-to-end inference speed."""
+    from polymodal.evaluation.evaluate import predict_logits
+
+    t0 = time.perf_counter()
+    rows = pred.predict(frame, base_dir=base)
+    seconds = time.perf_counter() - t0
+    art = pred.artifact_
+    ds = art.pipeline.dataset(frame, base, "test")
+    logits = predict_logits(art.model, ds)["label"]
+    right = (logits.argmax(-1) == ds.targets["label"]).numpy()
+    row_of = ds.row_of.numpy() if ds.row_of is not None else np.arange(len(frame))
+    return Outcome(
+        rows=(rows["label"].astype(str).to_numpy() == frame["label"].astype(str).to_numpy()),
+        windows=right, window_row=row_of, infer_rows_per_s=len(frame) / seconds,
+        infer_windows_per_s=len(ds) / seconds,
+    )  # fmt: skip
+
+
+def fit_score(
+    cfg: dict[str, Any], train: pd.DataFrame, val: pd.DataFrame | None, test: pd.DataFrame,
+    base: Path,
+) -> Outcome:  # fmt: skip
+    """Fit through the Predictor (wall time, preprocessing and validation included), score
+    the test part and the validation part."""
+    from polymodal import Predictor
+
+    if val is None:  # every training row trains (no split held out)
+        cfg = {**cfg, "data": {"val_fraction": 0.0, "test_fraction": 0.0}}
+    torch.manual_seed(0)
+    t0 = time.perf_counter()
+    pred = Predictor(cfg).fit(train, val=val, base_dir=base)
+    seconds = time.perf_counter() - t0
+    out = correctness(pred, test, base)
+    out["train_seconds"] = seconds
+    if val is not None:
+        report = pred.evaluate(val, base_dir=base)["label"]
+        out["val"] = {"accuracy": report["accuracy"],
+                      "window_accuracy": report.get("window_accuracy", report["accuracy"])}  # fmt: skip
+    return out
+
+
+def reference(
+    train: pd.DataFrame, test: pd.DataFrame, base: Path, length: int, window: int | None,
+    side: bool, quick: bool,
+) -> Outcome:  # fmt: skip
+    """MiniRocket features from polymodal's encoder (fitted on ``train``), then scikit-learn's
+    StandardScaler + RidgeClassifierCV (alphas 10^-3..10^3, its usual grid) on the windows; a
+    recording's label is the majority of its windows' (ties: the first in label order)."""
+    from sklearn.linear_model import RidgeClassifierCV
+    from sklearn.preprocessing import StandardScaler
+
+    from polymodal.data.preprocess.series import SeriesPreprocessor
+    from polymodal.encoders.minirocket import MiniRocket
+
+    t0 = time.perf_counter()
+    options = {"max_length": length, "reference_rows": 32}
+    if window:
+        options |= {"window": window, "stride": 100}
+    pre = SeriesPreprocessor(**options).fit(train, ["series"], base)
+    enc = MiniRocket(**pre.spec(), num_features=2016 if quick else 10_000).eval()
+
+    def features(frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+        t = pre.transform(frame, ["series"], base)
+        row_of = t.row_of if t.row_of is not None else torch.arange(len(frame))
+        with torch.no_grad():
+            x = torch.cat([enc(t.rows(i)) for i in torch.arange(len(t)).split(256)]).numpy()
+        if side:
+            x = np.hstack([x, (frame["side"].to_numpy()[row_of.numpy()] == "left")[:, None]])
+        return x, row_of.numpy()
+
+    (x, rows), labels = features(train), train["label"].astype(str).to_numpy()
+    scaler = StandardScaler().fit(x)
+    model = RidgeClassifierCV(alphas=np.logspace(-3, 3, 10)).fit(scaler.transform(x), labels[rows])
+    seconds = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    (xt, rows_t), truth = features(test), test["label"].astype(str).to_numpy()
+    window_pred = model.predict(scaler.transform(xt))
+    votes = pd.crosstab(rows_t, window_pred).reindex(columns=model.classes_, fill_value=0)
+    row_pred = votes.to_numpy().argmax(1)
+    infer = time.perf_counter() - t0
+    return Outcome(
+        rows=model.classes_[row_pred] == truth, windows=window_pred == truth[rows_t],
+        window_row=rows_t, train_seconds=seconds, infer_rows_per_s=len(test) / infer,
+        infer_windows_per_s=len(xt) / infer,
+    )  # fmt: skip
+
+
+def watch_parts(frame: pd.DataFrame, fold: int) -> tuple[pd.DataFrame, ...]:
+    """(train, val, test) of a fold: test subjects from FOLDS, the next subject validates."""
+    test_subjects = FOLDS[fold]
+    rest = sorted(set(frame["subject"]) - set(test_subjects))
+    val_subject = rest[(2 * fold) % len(rest)]
+    test = frame[frame["subject"].isin(test_subjects)]
+    val = frame[frame["subject"] == val_subject]
+    train = frame[~frame["subject"].isin([*test_subjects, val_subject])]
+    return train, val, test
+
+
+def run_watch(args: argparse.Namespace) -> dict[str, list[Outcome]]:
+    frame = pd.read_csv(WATCH / "recordings.csv").rename(
+        columns={"signal": "series", "exercise": "label"}
+    )
+    folds = range(2 if args.quick else len(FOLDS))
+    results: dict[str, list[Outcome]] = {}
+    for fold in folds:
+        train, val, test = watch_parts(frame, fold)
+        for name in ENCODERS:
+            cfg = config(name, WATCH_LENGTH, args.quick, window=WINDOW)
+            results.setdefault(name, []).append(fit_score(cfg, train, val, test, WATCH))
+            log(f"watch fold {fold} {name}", results[name][-1])
+        for side in (False, True):
+            key = "minirocket_sklearn_ridge" + ("+side" if side else "")
+            out = reference(train, test, WATCH, WATCH_LENGTH, WINDOW, side, args.quick)
+            results.setdefault(key, []).append(out)
+            log(f"watch fold {fold} {key}", out)
+    best = max(ENCODERS, key=lambda n: validation(results[n]))
+    for fold in folds:  # the encoder chosen on validation, with the side column
+        train, val, test = watch_parts(frame, fold)
+        cfg = config(best, WATCH_LENGTH, args.quick, window=WINDOW, side=True)
+        results.setdefault(f"{best}+side", []).append(fit_score(cfg, train, val, test, WATCH))
+        log(f"watch fold {fold} {best}+side", results[f"{best}+side"][-1])
+    return results
+
+
+def validation(outcomes: list[Outcome]) -> tuple[float, float]:
+    """Mean validation (recording accuracy, window accuracy) over the folds."""
+    return (float(np.mean([o["val"]["accuracy"] for o in outcomes])),
+            float(np.mean([o["val"]["window_accuracy"] for o in outcomes])))  # fmt: skip
+
+
+def run_uea(args: argparse.Namespace, name: str) -> dict[str, list[Outcome]]:
+    train = pd.read_parquet(UEA / name / "train.parquet")
+    test = pd.read_parquet(UEA / name / "test.parquet")
+    val = train.groupby("label", group_keys=False).sample(frac=0.2, random_state=0)
+    fit = train.drop(val.index)
+    length = UEA_LENGTH[name]
+    results: dict[str, list[Outcome]] = {}
+    for enc in ENCODERS:
+        cfg = config(enc, length, args.quick)
+        part, held = (train, None) if enc == "minirocket" else (fit, val)
+        results[enc] = [fit_score(cfg, part, held, test, UEA / name)]
+        log(f"{name} {enc}", results[enc][-1])
+    out = reference(train, test, UEA / name, length, None, False, args.quick)
+    results["minirocket_sklearn_ridge"] = [out]
+    log(f"{name} minirocket_sklearn_ridge", out)
+    return results
+
+
+def log(what: str, out: Outcome) -> None:
+    print(f"{what}: recording acc {out['rows'].mean():.3f}, window acc "
+          f"{out['windows'].mean():.3f}, {out['train_seconds']:.1f} s", flush=True)  # fmt: skip
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="2 folds, 2 epochs, small MiniRocket")
+    parser.add_argument("--datasets", default="watch,JapaneseVowels,SelfRegulationSCP1")
+    args = parser.parse_args()
+    torch.set_num_threads(2)
+    t0 = time.perf_counter()
+    rows: list[dict[str, Any]] = []
+    comparisons: list[dict[str, Any]] = []
+    for name in args.datasets.split(","):
+        results = run_watch(args) if name == "watch" else run_uea(args, name)
+        got_rows, got_comparisons = summarise(name, results, windowed=name == "watch")
+        rows += got_rows
+        comparisons += got_comparisons
+    command = "python benchmarks/timeseries/run.py" + (" --quick" if args.quick else "")
+    stem = "results_quick" if args.quick else "results"
+    doc = {"command": command, "date": dt.date.today().isoformat(), "rows": rows,
+           "comparisons": comparisons, "total_seconds": round(time.perf_counter() - t0, 1)}  # fmt: skip
+    write(doc, HERE / f"{stem}.json", HERE / f"{stem}.md")
+
+
+if __name__ == "__main__":
+    main()
