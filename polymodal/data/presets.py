@@ -20,12 +20,14 @@ import numpy as np
 import pandas as pd
 
 from polymodal.data.infer import Inferred, infer_table
+from polymodal.data.paths import FileAccess
 from polymodal.data.preprocess.files import read_cell
 
 PRESETS = ("fast", "medium", "best")
 PERCEPTUAL = ("image", "audio", "video")  # modalities modality dropout pays off between
 INSPECTED = 32  # file cells looked at per column
 TARGET_STEPS = 2000  # best: optimizer steps aimed at (epochs follow from the row count)
+CONFINED = FileAccess()  # files a table names are peeked at only where training may read them
 
 
 def _cells(series: pd.Series, n: int = INSPECTED) -> list[Any]:
@@ -36,7 +38,7 @@ def _cells(series: pd.Series, n: int = INSPECTED) -> list[Any]:
     return filled.iloc[::step].head(n).tolist()
 
 
-def image_facts(series: pd.Series, base_dir: Path) -> dict[str, Any]:
+def image_facts(series: pd.Series, base_dir: Path, access: FileAccess = CONFINED) -> dict[str, Any]:
     """Median side and whether the images are greyscale, from the headers of a sample (files
     that cannot be opened are skipped: the preprocessor reports them with their row)."""
     from PIL import Image
@@ -44,7 +46,7 @@ def image_facts(series: pd.Series, base_dir: Path) -> dict[str, Any]:
     sides, grey = [], []
     for cell in _cells(series):
         try:
-            target, _ = read_cell(cell, base_dir)
+            target, _ = read_cell(cell, base_dir, access)
             src: Any = io.BytesIO(target) if isinstance(target, bytes) else target
             with Image.open(src) as img:
                 sides.append(max(img.size))
@@ -56,14 +58,14 @@ def image_facts(series: pd.Series, base_dir: Path) -> dict[str, Any]:
     return {"side": int(np.median(sides)), "grey": bool(np.mean(grey) > 0.5)}
 
 
-def audio_facts(series: pd.Series, base_dir: Path) -> dict[str, Any]:
+def audio_facts(series: pd.Series, base_dir: Path, access: FileAccess = CONFINED) -> dict[str, Any]:
     """Median sample rate and the 95th percentile of clip length, from a sample's headers."""
     import soundfile as sf
 
     rates, seconds = [], []
     for cell in _cells(series, 8 * INSPECTED):  # headers are cheap; lengths vary more than sizes
         try:
-            target, _ = read_cell(cell, base_dir)
+            target, _ = read_cell(cell, base_dir, access)
             info = sf.info(io.BytesIO(target) if isinstance(target, bytes) else str(target))
             rates.append(info.samplerate)
             seconds.append(info.frames / max(info.samplerate, 1))
@@ -74,7 +76,9 @@ def audio_facts(series: pd.Series, base_dir: Path) -> dict[str, Any]:
     return {"rate": int(np.median(rates)), "seconds": float(np.percentile(seconds, 95))}
 
 
-def series_facts(series: pd.Series, base_dir: Path) -> dict[str, Any]:
+def series_facts(
+    series: pd.Series, base_dir: Path, access: FileAccess = CONFINED
+) -> dict[str, Any]:
     """The 95th percentile of series length (steps), from a sample of cells (unreadable ones are
     skipped: the preprocessor reports them with their row)."""
     from polymodal.data.preprocess.series import SeriesPreprocessor
@@ -83,13 +87,13 @@ def series_facts(series: pd.Series, base_dir: Path) -> dict[str, Any]:
     steps = []
     for cell in _cells(series):
         try:
-            steps.append(len(reader.read(cell, base_dir).values))
+            steps.append(len(reader.read(cell, base_dir, access).values))
         except Exception:  # as above
             continue
     return {"steps": int(np.percentile(steps, 95)) if steps else 512}
 
 
-def video_facts(series: pd.Series, base_dir: Path) -> dict[str, Any]:
+def video_facts(series: pd.Series, base_dir: Path, access: FileAccess = CONFINED) -> dict[str, Any]:
     """Median shorter side, greyscale, and whether most clips have a sound track (its rate and
     the 95th percentile clip length), from the headers of a sample of clips."""
     from polymodal.data.preprocess.video_io import Limits, probe
@@ -97,7 +101,7 @@ def video_facts(series: pd.Series, base_dir: Path) -> dict[str, Any]:
     found = []
     for cell in _cells(series, 8):
         try:
-            found.append(probe(read_cell(cell, base_dir)[0], Limits()))
+            found.append(probe(read_cell(cell, base_dir, access)[0], Limits()))
         except Exception:  # as above (a folder of frames has no header: skipped too)
             continue
     if not found:
@@ -248,17 +252,19 @@ def apply_preset(
     """``config`` (a starter config) with every block the preset decides written out."""
     if preset not in PRESETS:
         raise ValueError(f"unknown preset {preset!r}; valid choices: {', '.join(PRESETS)}")
+    data = config.get("data") or {}
+    access = FileAccess.of(bool(data.get("allow_outside", False)), data.get("roots") or [])
     inputs: list[dict[str, Any]] = []
     for inp in config["inputs"]:
         col = (inp.get("columns") or [inp["name"]])[0]
         if inp["type"] == "image":
-            inp = _image(inp, image_facts(frame[col], base_dir), preset)
+            inp = _image(inp, image_facts(frame[col], base_dir, access), preset)
         elif inp["type"] == "audio":
-            inp = _audio(inp, audio_facts(frame[col], base_dir), preset)
+            inp = _audio(inp, audio_facts(frame[col], base_dir, access), preset)
         elif inp["type"] == "timeseries":
-            inp = _series(inp, series_facts(frame[col], base_dir), preset)
+            inp = _series(inp, series_facts(frame[col], base_dir, access), preset)
         elif inp["type"] == "video":  # its sound track, when most clips have one, as audio
-            facts = video_facts(frame[col], base_dir)
+            facts = video_facts(frame[col], base_dir, access)
             sound = {"name": f"{inp['name']}_audio", "type": "audio", "columns": [col]}
             if facts["audio"] and sound["name"] not in {i["name"] for i in config["inputs"]}:
                 inputs.append(_audio(sound, facts, preset))

@@ -28,6 +28,7 @@ import torch
 
 from polymodal.config import InputConfig
 from polymodal.data.base import DataError
+from polymodal.data.paths import ANYWHERE, FileAccess
 from polymodal.encoders.cache import weights_digest
 from polymodal.export.artifact import Artifact
 from polymodal.utils.errors import PolymodalError
@@ -104,10 +105,14 @@ def embed(
     source: str,
     bad_cells: str = "raise",
     batch_size: int = 256,
+    access: FileAccess = ANYWHERE,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Unit vectors (N, dim) of one input's column, and which rows were present (N,)."""
+    """Unit vectors (N, dim) of one input's column, and which rows were present (N,).
+    ``access``: the folders path cells may name (a collection table: the pipeline's rule)."""
     pre = art.pipeline.preprocessors[inp.name]
-    data = pre.transform(frame, inp.cols, base_dir, source=source, bad_cells=bad_cells)
+    data = pre.transform(
+        frame, inp.cols, base_dir, source=source, bad_cells=bad_cells, access=access
+    )
     encoder = art.model.encoders[art.model.tied.get(inp.name, inp.name)]
     art.model.eval()
     chunks = []
@@ -211,7 +216,10 @@ def build_index(
         raise DataError(
             f"{source}: no id column {id_column!r}; the table has {list(frame.columns)}"
         )
-    vectors, present = embed(art, head, inp, frame, base_dir, source, art.pipeline.bad_cells)
+    vectors, present = embed(
+        art, head, inp, frame, base_dir, source, art.pipeline.bad_cells,
+        access=art.pipeline.access,
+    )  # fmt: skip
     if not present.any():
         raise DataError(f"{source}, column {inp.cols[0]!r}: no row has a value to index")
     index, chosen, params = make_index(vectors[present], kind, exact_below)

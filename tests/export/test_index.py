@@ -142,3 +142,12 @@ def test_auto_keeps_ivf_only_where_it_holds_its_recall():
     noise = rng.standard_normal((4000, 32)).astype(np.float32)  # no structure to use
     _, chosen, params = ix.make_index(noise, "auto", exact_below=1000)
     assert chosen == "flat" and "IVF needed more than" in params["reason"]
+
+
+def test_index_reads_only_inside_the_table_folder(model, tmp_path):
+    """An index table is data like any other: its path cells may not leave its folder."""
+    frame = pd.read_csv(model / "table.csv").head(3)
+    frame["photo"] = str(model / "img" / "0.png")  # absolute, outside tmp_path
+    frame.to_csv(tmp_path / "outside.csv", index=False)
+    with pytest.raises(DataError, match=r"is outside the table's folder.*data.allow_outside"):
+        Predictor.load(model / "m").index(tmp_path / "outside.csv", "photo", model_dir=tmp_path)

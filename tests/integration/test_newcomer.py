@@ -164,3 +164,26 @@ def test_presets_read_the_files(tmp_path):
     assert fast["inputs"][0]["encoder"]["type"] == "image_cnn" and fast["trainer"]["epochs"] == 3
     with pytest.raises(ValueError, match="unknown preset"):
         apply_preset(best, frame, tmp_path, "huge")
+
+
+def test_presets_peek_only_where_training_may_read(tmp_path):
+    """``init`` looks at file headers only inside the table's folder (or with
+    ``data.allow_outside``), the same rule training follows."""
+    from PIL import Image
+
+    from polymodal.data.paths import FileAccess
+    from polymodal.data.presets import image_facts
+
+    (tmp_path / "outside").mkdir()
+    (tmp_path / "table").mkdir()
+    Image.new("RGB", (320, 240)).save(tmp_path / "outside" / "p.jpg")
+    column = pd.Series(["../outside/p.jpg"] * 4)
+    assert image_facts(column, tmp_path / "table") == {"side": 64, "grey": False}  # not opened
+    opened = image_facts(column, tmp_path / "table", FileAccess(allow_outside=True))
+    assert opened == {"side": 320, "grey": False}
+    frame = pd.DataFrame({"photo": ["../outside/p.jpg"] * 40, "y": [0, 1] * 20})
+    cfg = starter(frame, "y", tmp_path / "table", None).config
+    allowed = apply_preset(
+        {**cfg, "data": {"allow_outside": True}}, frame, tmp_path / "table", "best"
+    )
+    assert allowed["inputs"][0]["encoder"]["type"] == "efficientnet_lite"  # 320 px: pretrained
