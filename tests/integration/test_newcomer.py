@@ -162,6 +162,8 @@ def test_presets_read_the_files(tmp_path):
     assert best["trainer"]["modality_dropout"] == 0.3  # images and audio: modality dropout
     fast = apply_preset(starter(frame, "y", tmp_path, None).config, frame, tmp_path, "fast")
     assert fast["inputs"][0]["encoder"]["type"] == "image_cnn" and fast["trainer"]["epochs"] == 3
+    # a hidden layer in the head over frozen pretrained features only
+    assert best["outputs"][0]["head"]["hidden"] == 128 and fast["outputs"][0]["head"]["hidden"] == 0
     with pytest.raises(ValueError, match="unknown preset"):
         apply_preset(best, frame, tmp_path, "huge")
 
