@@ -1,0 +1,84 @@
+"""What the video benchmark trains: the inputs, encoders and budget shared by every method.
+
+Settings were fixed before any test row was scored; choices between methods (which temporal model
+the fusion uses) are made on validation rows taken from the training table only.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+SHARED = HERE.parents[1].parent / "shared" / "data"
+TEMPORALS = ("mean", "gru", "transformer", "diff")  # video_frames temporal models
+METHODS = (*(f"frames_{t}" for t in TEMPORALS), "r21d")  # picture-only models (two heads)
+
+# A LeNet-style CNN on every 48x48 grey frame, keeping the 6x6 layout of its last feature map
+# (pool "flatten"): where the digit sits is what a temporal model turns into a direction; global
+# pooling would throw the position away. Narrow (8-16-32) so 16 frames x 10,000 clips fit in
+# an epoch of a couple of minutes on 2 cores.
+FRAME_CNN = {"type": "image_cnn", "channels": [8, 16, 32], "out_dim": 64, "pool": "flatten"}
+
+
+def video_input(method: str, size: int, augment: bool = False) -> dict[str, Any]:
+    """The ``clip`` input for ``frames_<temporal>`` or ``r21d`` on grey ``size`` x ``size``
+    frames, 16 of them (arrow of time only: augmented; a flip keeps the arrow of time)."""
+    if method == "r21d":
+        encoder: dict[str, Any] = {"type": "video_r21d", "channels": [8, 16, 32], "out_dim": 64}
+    else:
+        frame = FRAME_CNN
+        encoder = {"type": "video_frames", "frame_encoder": frame,
+                   "temporal": method.removeprefix("frames_"), "hidden": 64}  # fmt: skip
+    pre: dict[str, Any] = {"num_frames": 16, "image_size": size, "channels": 1}
+    if augment:
+        pre |= {"augment": True, "crop_scale_min": 0.8, "temporal_jitter": 0}
+    return {"name": "clip", "type": "video", "columns": ["clip"], "encoder": encoder,
+            "preprocessing": pre}  # fmt: skip
+
+
+# The clip's own sound track (8 kHz AAC of the spoken digit): the AV-MNIST benchmark's audio
+# encoder and log-mel settings (benchmarks/avmnist/common.py, chosen there on a speaker-held-out
+# split): mel bands kept (pool "freq"), per-clip normalisation, SpecAugment.
+SOUND = {
+    "name": "sound", "type": "audio", "columns": ["clip"],
+    "encoder": {"type": "audio_cnn", "channels": [8, 16, 32], "out_dim": 64, "pool": "freq"},
+    "preprocessing": {"sample_rate": 8000, "max_seconds": 1.0, "n_fft": 200, "hop_length": 160,
+                      "n_mels": 40, "normalize": "per_clip", "specaugment": True, "time_mask": 10,
+                      "freq_mask": 8},
+}  # fmt: skip
+
+
+def trainer(epochs: int, patience: int | None = 3, batch_size: int = 64) -> dict[str, Any]:
+    """AdamW 2e-3, cosine schedule; early stopping on the validation loss (rows from training)."""
+    return {"epochs": epochs, "batch_size": batch_size, "lr": 0.002, "weight_decay": 0.01,
+            "schedule": "cosine", "warmup_ratio": 0.05, "early_stopping_patience": patience,
+            "seed": 0, "progress": False}  # fmt: skip
+
+
+def avmnist_config(method: str, epochs: int) -> dict[str, Any]:
+    """Moving AV-MNIST: ``frames_<temporal>`` / ``r21d`` (picture only, heads ``digit`` and
+    ``direction``), ``audio_only`` (``digit``) or ``fusion:<video method>`` (picture + sound,
+    late fusion by the product of the experts' probabilities, both heads)."""
+    heads = [{"name": "digit", "task": "multiclass", "head": {"label_smoothing": 0.1}},
+             {"name": "direction", "task": "multiclass", "head": {"label_smoothing": 0.1}}]  # fmt: skip
+    if method == "audio_only":
+        return {"inputs": [SOUND], "outputs": heads[:1], "trainer": trainer(epochs)}
+    if method.startswith("fusion:"):
+        inputs = [video_input(method.split(":", 1)[1], 48), SOUND]
+        # late product: the best fusion rule of the still-image AV-MNIST benchmark
+        return {"inputs": inputs, "fusion": {"type": "late", "rule": "product"},
+                "outputs": heads, "trainer": trainer(epochs)}  # fmt: skip
+    return {"inputs": [video_input(method, 48)], "outputs": heads, "trainer": trainer(epochs)}
+
+
+def arrow_config(method: str, epochs: int) -> dict[str, Any]:
+    """Arrow of time on real footage: one binary head, 64x64 grey frames, light augmentation
+    (crop and colour jitter, the same draw for every frame; no temporal jitter, which could
+    reorder nothing but would blur the cue)."""
+    inputs = [video_input(method, 64, augment=True)]
+    return {"inputs": inputs, "outputs": [{"name": "arrow", "task": "multiclass"}],
+            "trainer": trainer(epochs, patience=4, batch_size=32)}  # fmt: skip
+
+
+__all__ = ["HERE", "METHODS", "SHARED", "TEMPORALS", "arrow_config", "avmnist_config"]
