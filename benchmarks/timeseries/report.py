@@ -63,6 +63,8 @@ def summarise(
         boot = [scores(p, i) for i in idx]
         base = {"dataset": dataset, "method": method,
                 "train_seconds": round(sum(o["train_seconds"] for o in outs), 1)}  # fmt: skip
+        if all("chosen" in o for o in outs):  # the encoder validation chose, fold by fold
+            base["chosen"] = [o["chosen"] for o in outs]
         metrics = [("recording_accuracy", "recording"), ("window_accuracy", "window")]
         for metric, key in metrics if windowed else [("accuracy", "recording")]:
             rows.append({**base, "metric": metric, "value": round(scores(p)[key], 4),
@@ -80,16 +82,22 @@ def summarise(
 def comparisons(
     dataset: str, pools: dict[str, dict[str, np.ndarray]], idx: np.ndarray, windowed: bool
 ) -> list[dict[str, Any]]:
-    """Paired differences: polymodal's MiniRocket against the scikit-learn reference; on watch
-    the fused model against its signal-only encoder (and the reference with side)."""
-    pairs = [("minirocket", "minirocket_sklearn_ridge")]
+    """Paired differences: the best method (by recording accuracy) against each other one;
+    polymodal's MiniRocket against the scikit-learn reference; on watch the fused model against
+    its signal-only encoder (and the reference with side against the reference)."""
+    key = "recording"
+    ranked = sorted(  # "selected" repeats other rows: left out here
+        (m for m in pools if m != "selected"), key=lambda m: scores(pools[m])[key], reverse=True
+    )
+    pairs = [(ranked[0], m) for m in ranked[1:]]  # the best against each other method
+    pairs.append(("minirocket", "minirocket_sklearn_ridge"))
     fused = [m for m in pools if m.endswith("+side") and not m.startswith("minirocket_sk")]
     for m in fused:
         pairs.append((m, m.removesuffix("+side")))
     if "minirocket_sklearn_ridge+side" in pools:
         pairs.append(("minirocket_sklearn_ridge+side", "minirocket_sklearn_ridge"))
     out = []
-    for a, b in pairs:
+    for a, b in dict.fromkeys(pairs):
         if a not in pools or b not in pools:
             continue
         for key in ("recording", "window") if windowed else ("recording",):
@@ -103,7 +111,7 @@ def comparisons(
 def _cell(row: dict[str, Any] | None) -> str:
     if row is None:
         return ""
-    text = f"{row['value']:.3f}"
+    text = f"{row['value']:.3f}" if "accuracy" in row["metric"] else f"{row['value']:,.1f}"
     return text + (f" [{row['ci95'][0]:.3f}, {row['ci95'][1]:.3f}]" if "ci95" in row else "")
 
 
@@ -111,8 +119,11 @@ def markdown(doc: dict[str, Any]) -> str:
     lines = [f"# Time-series benchmark: `{doc['command']}`", "",
              f"{doc['date']}; {doc['total_seconds']:.0f} s in all. Accuracy with a 95% "
              "bootstrap interval over the test recordings (see README.md).", ""]  # fmt: skip
+    if doc.get("unfinished"):
+        lines += [f"**Unfinished run** ({doc['unfinished']}).", ""]
     for dataset in dict.fromkeys(r["dataset"] for r in doc["rows"]):
-        got = [r for r in doc["rows"] if r["dataset"] == dataset]
+        got = [r for r in doc["rows"] if r["dataset"] == dataset and r["train_seconds"] is not None]
+        speed = [r for r in doc["rows"] if r["dataset"] == dataset and r["train_seconds"] is None]
         methods = list(dict.fromkeys(r["method"] for r in got))
         metrics = list(dict.fromkeys(r["metric"] for r in got))
         lines += [f"## {dataset}", "", "| method | " + " | ".join(metrics) + " | train s |",
@@ -120,9 +131,13 @@ def markdown(doc: dict[str, Any]) -> str:
         for m in methods:
             cells = [_cell(next((r for r in got if r["method"] == m and r["metric"] == k), None))
                      for k in metrics]  # fmt: skip
-            seconds = next(r["train_seconds"] for r in got if r["method"] == m)
-            lines.append(f"| {m} | " + " | ".join(cells) + f" | {seconds:.1f} |")
+            first = next(r for r in got if r["method"] == m)
+            name = m + (f" ({', '.join(first['chosen'])})" if "chosen" in first else "")
+            lines.append(f"| {name} | " + " | ".join(cells) + f" | {first['train_seconds']:.1f} |")
         lines.append("")
+        for r in speed:
+            lines += [f"{r['method']} transform alone, {r['metric']}: {r['value']:,.0f} "
+                      f"({r['windows']} windows of 6 x 200, {r['features']} features)", ""]  # fmt: skip
         target = TARGETS.get(dataset, {})
         if target:
             lines += ["Targets (issue 19): " + ", ".join(f"{k} >= {v}" for k, v in target.items()),
