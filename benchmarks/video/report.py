@@ -92,7 +92,16 @@ def markdown(doc: dict[str, Any]) -> str:
                          f"{c['share_of_resamples_a_better']:.3f} |")  # fmt: skip
         lines.append("")
     if doc.get("decoding"):
-        lines += ["## Decoding", "", "```json", json.dumps(doc["decoding"], indent=1), "```", ""]
+        lines += ["## Decoding (16 frames of a clip)", "", "```json",
+                  json.dumps(doc["decoding"], indent=1), "```", ""]  # fmt: skip
+    if doc.get("training_step_cost"):
+        lines += ["## Training cost (a batch of 64 clips, timed, extrapolated to 10,000)", "",
+                  "| method | frames | size | epoch CPU s | epoch wall s (while measured) |",
+                  "|---|---|---|---|---|"]  # fmt: skip
+        for c in doc["training_step_cost"]:
+            lines.append(f"| {c['method']} | {c['frames']} | {c['image_size']} | "
+                         f"{c['epoch_cpu_seconds_10k']} | {c['epoch_wall_seconds_10k']} |")  # fmt: skip
+        lines.append("")
     lines += ["## Targets (issue 20)", "", *(f"- {t}" for t in TARGETS), "",
               *(f"- {c}" for c in doc.get("checks", [])), ""]  # fmt: skip
     return "\n".join(lines)

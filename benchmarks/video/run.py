@@ -35,12 +35,19 @@ import torch
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 import arrow  # noqa: E402
-from common import METHODS, SHARED, arrow_config, avmnist_config  # noqa: E402
+from common import SHARED, arrow_config, avmnist_config  # noqa: E402
 from report import accuracy_row, paired, resamples, write  # noqa: E402
 
 SETTINGS = {"full": {"train_rows": 11_000, "val_rows": 1_000, "test_rows": 2_000, "seed": 0},
             "quick": {"train_rows": 600, "val_rows": 100, "test_rows": 200, "seed": 0}}  # fmt: skip
-ARROW_METHODS = ("frames_mean", "frames_diff", "frames_gru", "r21d")
+# What runs, in this order (the machine is shared: the rows that answer the issue's targets come
+# first, so a run cut short still holds them): "fusion" is the late fusion of the temporal model
+# with the best validation direction accuracy so far and the clip's sound track.
+PLAN = (
+    "avmnist:frames_mean,avmnist:frames_diff,avmnist:audio_only,avmnist:fusion,"
+    "arrow:frames_mean,arrow:frames_diff,avmnist:frames_gru,avmnist:frames_transformer,"
+    "avmnist:r21d,arrow:frames_gru,arrow:r21d"
+)
 
 
 def moving_avmnist(root: Path, settings: dict[str, int]) -> Path:
@@ -75,52 +82,63 @@ def best_val(pred: Any, output: str) -> float:
     return float(best["val"][output]["accuracy"])
 
 
-def run_avmnist(args: argparse.Namespace, doc: dict[str, Any], save: Any) -> None:
-    settings = SETTINGS["quick" if args.quick else "full"]
-    folder = moving_avmnist(args.data, settings)
-    table = pd.read_csv(folder / "train.csv")
-    val = table.sample(settings["val_rows"], random_state=0)
-    train, test = table.drop(val.index), pd.read_csv(folder / "test.csv")
-    print(f"moving_avmnist: {len(train)} train, {len(val)} val, {len(test)} test", flush=True)
-    if not args.skip_speed:
-        doc["decoding"] = decoding(folder, 200 if args.quick else 2000)
-        save()
-    idx = resamples(len(test))
-    right: dict[str, dict[str, np.ndarray]] = {"digit": {}, "direction": {}}
-    val_scores: dict[str, float] = {}
-    methods = [m for m in METHODS if m in args.methods] + ["audio_only"]
+class State:
+    """What the parts share: the tables, test correctness per method (for paired comparisons)
+    and validation scores (for choosing the fusion's temporal model)."""
+
+    def __init__(self, args: argparse.Namespace) -> None:
+        settings = SETTINGS["quick" if args.quick else "full"]
+        self.folder = moving_avmnist(args.data, settings)
+        table = pd.read_csv(self.folder / "train.csv")
+        self.val = table.sample(settings["val_rows"], random_state=0)
+        self.train, self.test = table.drop(self.val.index), pd.read_csv(self.folder / "test.csv")
+        self.idx = resamples(len(self.test))
+        self.right: dict[str, dict[str, np.ndarray]] = {"digit": {}, "direction": {}}
+        self.val_direction: dict[str, float] = {}
+        print(f"moving_avmnist: {len(self.train)} train, {len(self.val)} val, "
+              f"{len(self.test)} test", flush=True)  # fmt: skip
+
+
+def run_avmnist(args: argparse.Namespace, st: State, doc: dict[str, Any], methods: list[str],
+                save: Any) -> None:  # fmt: skip
+    """Fit and score each method; ``fusion`` stands for the late fusion of the temporal model
+    with the best validation direction accuracy so far and the sound track."""
     for method in methods:
-        pred = fit(avmnist_config(method, args.epochs), train, val, folder)
-        out = pred.predict(test, base_dir=folder)
+        if method == "fusion":
+            temporal = {m: v for m, v in st.val_direction.items() if m != "frames_mean"}
+            method = "fusion:" + max(temporal, key=temporal.__getitem__)
+        pred = fit(avmnist_config(method, args.epochs), st.train, st.val, st.folder)
+        out = pred.predict(st.test, base_dir=st.folder)
         for output in [o.name for o in pred.artifact_.config.outputs]:
-            got = out[output].astype(str).to_numpy() == test[output].astype(str).to_numpy()
-            right[output][method] = got
-            add(doc, accuracy_row("moving_avmnist", method, output, got, idx, pred.wall_seconds_))
+            truth = st.test[output].astype(str).to_numpy()
+            got = out[output].astype(str).to_numpy() == truth
+            st.right[output][method] = got
+            row = accuracy_row("moving_avmnist", method, output, got, st.idx, pred.wall_seconds_)
+            add(doc, row)
             score = best_val(pred, output)
             add(doc, {"dataset": "moving_avmnist", "method": method, "output": output,
                       "metric": "val_accuracy", "value": round(score, 4),
                       "train_seconds": round(pred.wall_seconds_, 1)})  # fmt: skip
             if output == "direction":
-                val_scores[method] = score
+                st.val_direction[method] = score
         epoch_row(doc, method, pred)
-        print(f"{method}: " + ", ".join(f"{o} {right[o][method].mean():.4f}" for o in right
-                                        if method in right[o]), flush=True)  # fmt: skip
+        print(f"{method}: " + ", ".join(f"{o} {st.right[o][method].mean():.4f}" for o in st.right
+                                        if method in st.right[o]), flush=True)  # fmt: skip
         save()
-    temporal = {m: s for m, s in val_scores.items() if m != "frames_mean"}
-    chosen = max(temporal, key=temporal.__getitem__)  # on validation direction accuracy
-    method = f"fusion:{chosen}"
-    pred = fit(avmnist_config(method, args.epochs), train, val, folder)
-    out = pred.predict(test, base_dir=folder)
-    for output in ("digit", "direction"):
-        got = out[output].astype(str).to_numpy() == test[output].astype(str).to_numpy()
-        right[output][method] = got
-        add(doc, accuracy_row("moving_avmnist", method, output, got, idx, pred.wall_seconds_))
-    print(f"{method}: digit {right['digit'][method].mean():.4f}", flush=True)
-    pairs = [("digit", method, chosen), ("digit", method, "audio_only"),
-             ("direction", chosen, "frames_mean")]  # fmt: skip
-    pairs += [("direction", m, chosen) for m in temporal if m != chosen]
-    doc["comparisons"] += [paired("moving_avmnist", o, a, b, right[o], idx) for o, a, b in pairs]
-    save()
+
+
+def avmnist_comparisons(st: State) -> list[dict[str, Any]]:
+    """Fusion against picture-only (its own temporal model) and audio-only on ``digit``; the
+    best temporal model (validation) against mean pooling and the others on ``direction``."""
+    pairs = []
+    digit, direction = st.right["digit"], st.right["direction"]
+    for fused in [m for m in digit if m.startswith("fusion:")]:
+        pairs += [("digit", fused, b) for b in (fused.split(":")[1], "audio_only") if b in digit]
+    temporal = {m: v for m, v in st.val_direction.items() if m != "frames_mean" and ":" not in m}
+    if temporal:
+        best = max(temporal, key=temporal.__getitem__)
+        pairs += [("direction", best, b) for b in direction if b != best and ":" not in b]
+    return [paired("moving_avmnist", o, a, b, st.right[o], st.idx) for o, a, b in pairs]
 
 
 def epoch_row(doc: dict[str, Any], method: str, pred: Any) -> None:
@@ -132,53 +150,102 @@ def epoch_row(doc: dict[str, Any], method: str, pred: Any) -> None:
 
 
 def decoding(folder: Path, clips: int) -> dict[str, Any]:
-    """decode_speed.py on the test clips: 1 process and 2 worker processes."""
+    """decode_speed.py on the test clips (wall clock: 1 process and 2 worker processes), and the
+    same decoding in this process timed in CPU seconds: on a shared machine the wall clock says
+    how busy the others are, the CPU time what decoding costs (one clip per core at a time)."""
+    from decode_speed import OPTIONS, decode
+
     cmd = [sys.executable, str(HERE / "decode_speed.py"), str(folder / "test.csv"),
            "--clips", str(clips), "--workers", "2"]  # fmt: skip
     line = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout.splitlines()[-1]
-    print(f"decoding: {line}", flush=True)
-    return dict(json.loads(line))
+    out = dict(json.loads(line))
+    cells = pd.read_csv(folder / "test.csv")["clip"].head(clips).tolist()
+    decode((cells[:20], str(folder)))  # warm-up
+    cpu, wall = time.process_time(), time.perf_counter()
+    assert decode((cells, str(folder))) == len(cells)
+    cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
+    out |= {"clips_per_cpu_s": round(len(cells) / cpu, 1),
+            "frames_per_cpu_s": round(len(cells) * OPTIONS["num_frames"] / cpu),
+            "cpu_share_while_measured": round(cpu / wall, 2)}  # fmt: skip
+    print(f"decoding: {out}", flush=True)
+    return out
 
 
-def run_arrow(args: argparse.Namespace, doc: dict[str, Any], save: Any) -> None:
-    frame = arrow.build(SHARED / "video", args.data / "arrow_of_time")
-    pieces = frame["piece"].unique()
-    idx = resamples(len(pieces))
-    folds = arrow.folds(frame)[:2] if args.quick else arrow.folds(frame)
-    right: dict[str, np.ndarray] = {}
-    for method in [m for m in ARROW_METHODS if m in args.methods]:
-        hits = pd.Series(0.0, index=frame.index)
+def step_cost(method: str, batches: int = 5) -> dict[str, Any]:
+    """CPU seconds of a training step (forward, backward, AdamW) of ``method``'s video encoder and
+    heads on a batch of 64 clips at the benchmark's setting, extrapolated to an epoch of 10,000
+    clips; with the wall clock of the same steps (which a busy machine stretches)."""
+    from polymodal import registry
+    from polymodal.encoders import video as _video  # noqa: F401  (registers the encoders)
+
+    spec = avmnist_config(method, 1)["inputs"][0]
+    n, size = spec["preprocessing"]["num_frames"], spec["preprocessing"]["image_size"]
+    extra = {"in_channels": 1} | ({} if method == "r21d" else {"image_size": size})
+    enc = registry.build("encoder", dict(spec["encoder"]), modality="video", **extra)
+    heads = torch.nn.Linear(enc.out_dim, 18)  # the digit (10) and direction (8) heads
+    opt = torch.optim.AdamW([*enc.parameters(), *heads.parameters()])
+    x, y = torch.randn(64, n, 1, size, size), torch.randint(0, 10, (64,))
+    for i in range(batches + 1):
+        if i == 1:  # the first step allocates: not counted
+            cpu, wall = time.process_time(), time.perf_counter()
+        loss = torch.nn.functional.cross_entropy(heads(enc(x))[:, :10], y)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    per = (time.process_time() - cpu) / batches, (time.perf_counter() - wall) / batches
+    return {"method": method, "frames": n, "image_size": size,
+            "epoch_cpu_seconds_10k": round(per[0] * 10_000 / 64, 1),
+            "epoch_wall_seconds_10k": round(per[1] * 10_000 / 64, 1)}  # fmt: skip
+
+
+class Arrow:
+    """The arrow-of-time pieces, their folds and per-piece correctness of each method."""
+
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.base = args.data / "arrow_of_time"
+        self.frame = arrow.build(SHARED / "video", self.base)
+        self.folds = arrow.folds(self.frame)[:2] if args.quick else arrow.folds(self.frame)
+        tested = self.frame["group"].isin([t for t, _ in self.folds])
+        self.pieces = self.frame.loc[tested, "piece"].unique()
+        self.idx = resamples(len(self.pieces))
+        self.right: dict[str, np.ndarray] = {}
+
+
+def run_arrow(args: argparse.Namespace, ar: Arrow, doc: dict[str, Any], methods: list[str],
+              save: Any) -> None:  # fmt: skip
+    """Leave one group out: each fold tests one group, validates on the next, trains on the
+    rest; a piece's two copies (forward, backward) are scored by the fold that held it out."""
+    frame = ar.frame
+    for method in methods:
+        hits = pd.Series(np.nan, index=frame.index)
         seconds, vals = 0.0, []
-        for test_group, val_group in folds:
+        for test_group, val_group in ar.folds:
             test = frame[frame["group"] == test_group]
             val = frame[frame["group"] == val_group]
             train = frame[~frame["group"].isin([test_group, val_group])]
-            pred = fit(
-                arrow_config(method, args.arrow_epochs), train, val, args.data / "arrow_of_time"
-            )
-            out = pred.predict(test, base_dir=args.data / "arrow_of_time")
+            pred = fit(arrow_config(method, args.arrow_epochs), train, val, ar.base)
+            out = pred.predict(test, base_dir=ar.base)
             hits[test.index] = (out["arrow"].to_numpy() == test["arrow"].to_numpy()) * 1.0
             seconds += pred.wall_seconds_
             vals.append(best_val(pred, "arrow"))
             print(f"arrow {method} test {test_group}: {hits[test.index].mean():.3f}", flush=True)
-        scored = frame.index[frame["group"].isin([t for t, _ in folds])]
-        by_piece = hits[scored].groupby(frame.loc[scored, "piece"]).apply(list)
-        got = np.asarray(by_piece.tolist())  # (pieces, 2): forward and backward copy
-        right[method] = got
-        piece_idx = idx if len(got) == len(pieces) else resamples(len(got))
-        add(doc, accuracy_row("arrow_of_time", method, "arrow", got, piece_idx, seconds))
+        scored = hits.dropna()
+        per_piece = scored.groupby(frame.loc[scored.index, "piece"]).apply(list)
+        got = np.asarray(per_piece.reindex(ar.pieces).tolist())  # (pieces, 2 copies)
+        ar.right[method] = got
+        add(doc, accuracy_row("arrow_of_time", method, "arrow", got, ar.idx, seconds))
         add(doc, {"dataset": "arrow_of_time", "method": method, "output": "arrow",
                   "metric": "val_accuracy", "value": round(float(np.mean(vals)), 4),
                   "train_seconds": round(seconds, 1)})  # fmt: skip
         save()
-    base = right.get("frames_mean")
-    for method in right:
-        if method != "frames_mean" and base is not None:
-            n = len(base)
-            doc["comparisons"].append(
-                paired("arrow_of_time", "arrow", method, "frames_mean", right, resamples(n))
-            )
-    save()
+
+
+def arrow_comparisons(ar: Arrow) -> list[dict[str, Any]]:
+    """Each temporal model against frame mean pooling, paired over the same pieces."""
+    if "frames_mean" not in ar.right:
+        return []
+    return [paired("arrow_of_time", "arrow", m, "frames_mean", ar.right, ar.idx)
+            for m in ar.right if m != "frames_mean"]  # fmt: skip
 
 
 def add(doc: dict[str, Any], row: dict[str, Any]) -> None:
@@ -205,15 +272,38 @@ def checks(doc: dict[str, Any]) -> list[str]:
                    f"(target: above both and >= 0.93: {'met' if ok else 'missed'})")  # fmt: skip
     if doc.get("decoding"):
         d = doc["decoding"]
-        best = max(v for k, v in d.items() if k.startswith("clips_per_s"))
-        out.append(f"decoding: {d['clips_per_s']} clips/s in 1 process, {best} at best "
-                   f"(target >= 200: {'met' if best >= 200 else 'missed'})")  # fmt: skip
-    epochs = [
-        r for r in doc["rows"] if r["metric"] == "epoch_seconds" and r["method"] != "audio_only"
-    ]
-    for r in epochs:
-        out.append(f"epoch of 10,000 clips, {r['method']}: {r['value']} s (target < 120 s)")
+        wall = max(v for k, v in d.items() if k.startswith("clips_per_s"))
+        out.append(f"decoding: {d['clips_per_s']} clips/s in 1 process, {wall} at best by the "
+                   f"wall clock of this shared machine (target >= 200: "
+                   f"{'met' if wall >= 200 else 'missed'}); CPU cost {d.get('clips_per_cpu_s')} "
+                   f"clips per CPU-second, i.e. {2 * d.get('clips_per_cpu_s', 0):.0f} clips/s for 2 "
+                   "worker processes on 2 free cores")  # fmt: skip
+    for c in doc.get("training_step_cost", []):
+        cpu = c["epoch_cpu_seconds_10k"]
+        out.append(f"epoch of 10,000 clips, {c['method']} ({c['frames']} frames, "
+                   f"{c['image_size']} px): {cpu} CPU seconds, {cpu / 2:.0f}-{cpu:.0f} s on 2 "
+                   f"free cores (target < 120 s)")  # fmt: skip
+    for r in doc["rows"]:
+        if r["metric"] == "epoch_seconds" and r["method"] != "audio_only":
+            out.append(
+                f"measured epoch ({r['method']}, wall clock, shared machine): {r['value']} s"
+            )
     return out
+
+
+def merge(paths: list[Path], stem: Path) -> None:
+    """One results file from runs of different parts (run side by side as two processes):
+    rows, comparisons and checks joined; the commands listed."""
+    docs = [json.loads(p.read_text()) for p in paths]
+    doc = {**docs[0], "command": " & ".join(d["command"] for d in docs),
+           "rows": [r for d in docs for r in d["rows"]],
+           "comparisons": [c for d in docs for c in d["comparisons"]],
+           "total_seconds": max(d["total_seconds"] for d in docs)}  # fmt: skip
+    for d in docs[1:]:
+        doc["decoding"] = doc.get("decoding") or d.get("decoding")
+        doc["training_step_cost"] = doc.get("training_step_cost") or d.get("training_step_cost")
+    doc["checks"] = checks(doc)
+    write(doc, stem)
 
 
 def main() -> None:
@@ -221,16 +311,18 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="600 + 200 clips, 1 epoch, 2 folds")
     ap.add_argument("--data", type=Path, default=Path("/tmp/polymodal_video_bench"),
                     help="where generated clips go (outside the repository)")  # fmt: skip
-    ap.add_argument("--epochs", type=int, default=4, help="Moving AV-MNIST epochs (at most)")
-    ap.add_argument("--arrow-epochs", type=int, default=12, help="arrow of time epochs (at most)")
-    ap.add_argument("--parts", default="avmnist,arrow")
-    ap.add_argument("--methods", default=",".join(dict.fromkeys([*METHODS, *ARROW_METHODS])))
-    ap.add_argument("--skip-speed", action="store_true", help="no decoding measurement")
+    ap.add_argument("--epochs", type=int, default=2, help="Moving AV-MNIST epochs (at most)")
+    ap.add_argument("--arrow-epochs", type=int, default=8, help="arrow of time epochs (at most)")
+    ap.add_argument("--plan", default=PLAN, help="part:method,... in the order they run")
+    ap.add_argument("--decode-clips", type=int, default=1000, help="0: no decoding measurement")
+    ap.add_argument("--out", help="results file stem (default results / results_quick)")
+    ap.add_argument("--merge", nargs="+", type=Path, help="join the JSON of runs of parts")
     args = ap.parse_args()
+    if args.merge:
+        merge(args.merge, HERE / (args.out or "results"))
+        return
     if args.quick:
-        args.epochs, args.arrow_epochs = 1, 1
-    args.methods = args.methods.split(",")
-    args.data.mkdir(parents=True, exist_ok=True)
+        args.epochs, args.arrow_epochs, args.decode_clips = 1, 1, min(args.decode_clips, 200)
     torch.set_num_threads(2)
     t0 = time.perf_counter()
     command = "python " + " ".join([str(Path(sys.argv[0])), *sys.argv[1:]])
@@ -242,17 +334,27 @@ def main() -> None:
                      **SETTINGS["quick" if args.quick else "full"]},
         "rows": [], "comparisons": [], "decoding": {},
     }  # fmt: skip
-    stem = HERE / ("results_quick" if args.quick else "results")
+    stem = HERE / (args.out or ("results_quick" if args.quick else "results"))
+    st, ar = State(args), None
 
     def save() -> None:
+        doc["comparisons"] = avmnist_comparisons(st) + (arrow_comparisons(ar) if ar else [])
         doc["total_seconds"] = round(time.perf_counter() - t0, 1)
         doc["checks"] = checks(doc)
         write(doc, stem)
 
-    if "avmnist" in args.parts:
-        run_avmnist(args, doc, save)
-    if "arrow" in args.parts:
-        run_arrow(args, doc, save)
+    if args.decode_clips:
+        doc["decoding"] = decoding(st.folder, args.decode_clips)
+        doc["training_step_cost"] = [step_cost(m) for m in ("frames_diff", "frames_gru", "r21d")]
+        print(f"training step cost: {doc['training_step_cost']}", flush=True)
+        save()
+    for step in args.plan.split(","):
+        part, method = step.split(":", 1)
+        if part == "avmnist":
+            run_avmnist(args, st, doc, [method], save)
+        else:
+            ar = ar or Arrow(args)
+            run_arrow(args, ar, doc, [method], save)
     save()
     print(stem.with_suffix(".md").read_text())
 
