@@ -119,6 +119,9 @@ def markdown(doc: dict[str, Any]) -> str:
     lines = [f"# Time-series benchmark: `{doc['command']}`", "",
              f"{doc['date']}; {doc['total_seconds']:.0f} s in all. Accuracy with a 95% "
              "bootstrap interval over the test recordings (see README.md).", ""]  # fmt: skip
+    for run in doc.get("runs", []):  # merged runs (run in parallel)
+        lines += [f"- `{run['command']}`: {run['total_seconds']:.0f} s"]
+    lines += [""] if doc.get("runs") else []
     if doc.get("unfinished"):
         lines += [f"**Unfinished run** ({doc['unfinished']}).", ""]
     for dataset in dict.fromkeys(r["dataset"] for r in doc["rows"]):
@@ -155,4 +158,70 @@ def write(doc: dict[str, Any], json_path: Path, md_path: Path) -> None:
     md_path.write_text(markdown(doc))
 
 
-__all__ = ["markdown", "summarise", "write"]
+def merge(paths: list[Path]) -> dict[str, Any]:
+    """Runs of different datasets (e.g. started in parallel with ``--datasets``) as one
+    document: rows and comparisons joined, commands joined with ``&``, the longest run's time."""
+    docs = [json.loads(p.read_text()) for p in paths]
+    doc: dict[str, Any] = {
+        "command": " & ".join(d["command"] for d in docs),
+        "date": max(d["date"] for d in docs),
+        "threads": docs[0].get("threads"),
+        "rows": [r for d in docs for r in d["rows"]],
+        "comparisons": [c for d in docs for c in d["comparisons"]],
+        "total_seconds": max(d["total_seconds"] for d in docs),
+        "runs": [{"command": d["command"], "total_seconds": d["total_seconds"]} for d in docs],
+    }
+    have = {r["dataset"] for r in doc["rows"]}
+    unfinished = [  # "not yet run: X" is void when another run did X
+        d["unfinished"] for d in docs if d.get("unfinished")
+        and not set(d["unfinished"].removeprefix("not yet run: ").split(", ")) <= have
+    ]  # fmt: skip
+    if unfinished:
+        doc["unfinished"] = "; ".join(unfinished)
+    return doc
+
+
+def pool_watch(doc: dict[str, Any], raws: list[Path]) -> dict[str, Any]:
+    """Watch rows and comparisons recomputed from every fold's test outcomes
+    (``*_watch_raw.json`` of runs over different folds), so intervals pool all recordings."""
+    results: dict[str, list[dict[str, Any]]] = {}
+    for path in raws:
+        for method, outs in json.loads(path.read_text()).items():
+            results.setdefault(method, []).extend(outs)
+    for outs in results.values():
+        outs.sort(key=lambda o: o["fold"])
+        for o in outs:
+            for key in ("rows", "windows", "window_row"):
+                o[key] = np.asarray(o[key])
+    rows, comps = summarise("watch", results, windowed=True)
+    keep = [r for r in doc["rows"] if r["dataset"] != "watch" or r["train_seconds"] is None]
+    doc["rows"] = rows + keep
+    doc["comparisons"] = comps + [c for c in doc["comparisons"] if c["dataset"] != "watch"]
+    doc["watch_folds"] = sorted({o["fold"] for outs in results.values() for o in outs})
+    return doc
+
+
+def main() -> None:
+    """python report.py OUT_STEM RUN.json [RUN.json ...]: merge runs into OUT_STEM.json / .md;
+    watch rows are pooled from the runs' RUN_watch_raw.json files where they exist."""
+    import sys
+
+    stem, *paths = sys.argv[1:]
+    doc = merge([Path(p) for p in paths])
+    raws = [r for p in paths if (r := Path(p.removesuffix(".json") + "_watch_raw.json")).exists()]
+    if raws:
+        doc = pool_watch(doc, raws)
+        folds = len(doc["watch_folds"])
+        notes = [n for n in doc.get("unfinished", "").split("; ") if n and "folds" not in n]
+        notes += [] if folds == 4 else [f"watch: {folds} of 4 folds"]
+        doc.pop("unfinished", None)
+        if notes:
+            doc["unfinished"] = "; ".join(notes)
+    write(doc, Path(f"{stem}.json"), Path(f"{stem}.md"))
+
+
+__all__ = ["markdown", "merge", "summarise", "write"]
+
+
+if __name__ == "__main__":
+    main()

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import json
 import sys
 import time
 from pathlib import Path
@@ -142,12 +143,13 @@ def watch_parts(frame: pd.DataFrame, fold: int) -> tuple[pd.DataFrame, ...]:
 def run_watch(args: argparse.Namespace, save: Any) -> dict[str, list[Outcome]]:
     """Every method on every fold; per fold, the encoder with the best validation score (the
     held-out training subject: recording accuracy, then window accuracy) is ``selected`` and
-    trained again with the ``side`` column (``selected+side``). ``save(results, folds_done)``
+    trained again with the ``side`` column (``selected+side``). ``save(results, done, total)``
     runs after each fold, so a stopped run still leaves its finished folds."""
     frame = pd.read_csv(WATCH / "recordings.csv").rename(
         columns={"signal": "series", "exercise": "label"}
     )
-    folds = range(2 if args.quick else len(FOLDS))
+    folds = [int(f) for f in args.folds.split(",")] if args.folds else range(len(FOLDS))
+    folds = folds[:2] if args.quick else folds
     results: dict[str, list[Outcome]] = {}
     for fold in folds:
         train, val, test = watch_parts(frame, fold)
@@ -166,7 +168,9 @@ def run_watch(args: argparse.Namespace, save: Any) -> dict[str, list[Outcome]]:
         out = Outcome(fit_score(cfg, train, val, test, WATCH), chosen=best)
         results.setdefault("selected+side", []).append(out)
         log(f"watch fold {fold} selected+side ({best})", out)
-        save(results, fold + 1)
+        for outs in results.values():
+            outs[-1]["fold"] = fold
+        save(results, len(results["selected"]), len(folds))
     return results
 
 
@@ -255,11 +259,14 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1,
                         help="torch threads for training and inference (1: steady on a shared "
                         "machine); the MiniRocket transform speed is always timed on 2")  # fmt: skip
+    parser.add_argument("--stem", help="output file stem (default: results, results_quick)")
+    parser.add_argument("--folds", help="watch folds to run, e.g. 2,3 (default: all 4)")
+    parser.add_argument("--no-speed", action="store_true", help="skip the MiniRocket timing")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     t0 = time.perf_counter()
-    command = "python benchmarks/timeseries/run.py" + (" --quick" if args.quick else "")
-    stem = "results_quick" if args.quick else "results"
+    command = "python " + " ".join(["benchmarks/timeseries/run.py", *sys.argv[1:]])
+    stem = args.stem or ("results_quick" if args.quick else "results")
     names = args.datasets.split(",")
     done: list[tuple[list[dict[str, Any]], list[dict[str, Any]]]] = []  # finished datasets
 
@@ -274,15 +281,19 @@ def main() -> None:
             doc["unfinished"] = unfinished
         write(doc, HERE / f"{stem}.json", HERE / f"{stem}.md")
 
-    def watch_folds(results: dict[str, list[Outcome]], k: int) -> None:
-        total = 2 if args.quick else len(FOLDS)
+    def watch_folds(results: dict[str, list[Outcome]], k: int, total: int) -> None:
+        """Summary so far, and every test row's outcome (to pool runs of other folds)."""
+        raw = {m: [{key: v.tolist() if isinstance(v, np.ndarray) else v for key, v in o.items()}
+                   for o in outs] for m, outs in results.items()}  # fmt: skip
+        (HERE / f"{stem}_watch_raw.json").write_text(json.dumps(raw) + "\n")
         left = ", ".join(names[names.index("watch") + 1 :])
-        save(summarise("watch", results, windowed=True), f"watch: {k} of {total} folds; {left}")
+        note = f"watch: {k} of {total} folds" + (f"; not yet run: {left}" if left else "")
+        save(summarise("watch", results, windowed=True), note if k < total or left else None)
 
     for i, name in enumerate(names):
         results = run_watch(args, watch_folds) if name == "watch" else run_uea(args, name)
         rows, comparisons = summarise(name, results, windowed=name == "watch")
-        if name == "watch":
+        if name == "watch" and not args.no_speed:
             rows += minirocket_speed(args.quick)
         done.append((rows, comparisons))
         save(None, ("not yet run: " + ", ".join(names[i + 1 :])) if names[i + 1 :] else None)
