@@ -21,7 +21,10 @@ def fail(err: Exception) -> None:
     raise typer.Exit(2)
 
 
-PRESET_HELP = "fast | medium | best | none (none: the bare component defaults)"
+PRESET_HELP = (
+    "fast (trains in seconds) | medium (no pretrained weights) | best (frozen pretrained "
+    "encoders: the strongest, see benchmarks/presets) | none (the bare component defaults)"
+)
 
 
 def preset_name(name: str) -> str | None:
