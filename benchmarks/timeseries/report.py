@@ -50,7 +50,7 @@ def interval(values: list[float]) -> list[float]:
 
 
 def summarise(
-    dataset: str, results: dict[str, list[dict[str, Any]]], windowed: bool
+    dataset: str, results: dict[str, list[Any]], windowed: bool
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """Result rows (accuracies with intervals, speeds, validation scores) and the paired
     comparisons that matter on this dataset."""

@@ -66,7 +66,7 @@ def fit_score(
 ) -> Outcome:  # fmt: skip
     """Fit through the Predictor (wall time, preprocessing and validation included), score
     the test part and the validation part."""
-    from polymodal import Predictor
+    from polymodal.api import Predictor
 
     if val is None:  # every training row trains (no split held out)
         cfg = {**cfg, "data": {"val_fraction": 0.0, "test_fraction": 0.0}}
@@ -97,7 +97,7 @@ def reference(
     from polymodal.encoders.minirocket import MiniRocket
 
     t0 = time.perf_counter()
-    options = {"max_length": length, "reference_rows": 32}
+    options: dict[str, Any] = {"max_length": length, "reference_rows": 32}
     if window:
         options |= {"window": window, "stride": 100}
     pre = SeriesPreprocessor(**options).fit(train, ["series"], base)

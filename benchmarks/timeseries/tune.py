@@ -39,7 +39,7 @@ def overridden(cfg: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
 
 
 def score(cfg: dict[str, Any], train: pd.DataFrame, val: pd.DataFrame, base: Path) -> str:
-    from polymodal import Predictor
+    from polymodal.api import Predictor
 
     torch.manual_seed(0)
     t0 = time.perf_counter()
