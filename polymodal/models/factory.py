@@ -65,8 +65,28 @@ def preprocessing_options(inp: InputConfig) -> dict[str, Any]:
     return opts
 
 
+# names a ModuleDict cannot hold (its own attributes: forward, type, train, to...): an input or
+# output named so failed deep in model building with "attribute 'forward' already exists"
+RESERVED = frozenset(dir(nn.ModuleDict()))
+
+
+def check_names(config: ExperimentConfig) -> None:
+    """Input and output names key the model's encoders and heads."""
+    named = [("input", i.name) for i in config.inputs] + [
+        ("output", o.name) for o in config.outputs
+    ]
+    for kind, name in named:
+        if name in RESERVED or "." in name or not name:
+            fix = "rename the column" if kind == "output" else "give the input another name"
+            raise ValueError(
+                f"{kind} {name!r}: not usable as a name (empty, holds a '.', or is an attribute "
+                f"of torch.nn.Module such as forward, type, train); {fix}"
+            )
+
+
 def validate(config: ExperimentConfig) -> None:
     """Check every component name and option before any data is read."""
+    check_names(config)
     for inp in config.inputs:
         preprocessing_options(inp)
     fusion = {k: v for k, v in config.fusion.items() if k != "type"}

@@ -111,3 +111,25 @@ def test_retrieval_head_reads_its_pair_not_the_fusion():
     assert out.shape == (B, 2, 256) and out[0, 0].abs().sum() == 0 and out[0, 1].norm() > 0.99
     changed = dict(features, cat=torch.randint(0, 4, (B, 2)))
     assert torch.equal(model(changed, masks)["m"], out)  # an input outside the pair is unread
+
+
+@pytest.mark.parametrize(
+    ("where", "name"),
+    [("output", "forward"), ("output", "type"), ("input", "to"), ("input", "a.b")],
+)
+def test_names_a_model_cannot_hold_are_refused_up_front(where, name):
+    """An output named after a module attribute (a target column "forward" or "type") used to
+    fail deep in model building: KeyError "attribute 'forward' already exists"."""
+    from polymodal import Predictor
+
+    cfg = _config("concat", "multiclass")
+    if where == "output":
+        cfg["outputs"][0]["name"] = name
+    else:
+        cfg["inputs"][1] |= {"name": name, "columns": ["n1"]}
+    with pytest.raises(ValueError, match=rf"{where} {name!r}: not usable as a name"):
+        Predictor(cfg)
+    cfg = load_config(cfg)
+    specs = {i.name: SPECS.get(i.name, SPECS["num"]) for i in cfg.inputs}
+    with pytest.raises(ValueError, match="not usable as a name"):
+        build_model(cfg, specs, {o.name: 4 for o in cfg.outputs})
