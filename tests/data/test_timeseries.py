@@ -327,7 +327,14 @@ def test_presets_choose_a_series_encoder_and_length(folder, preset, encoder, aug
     cfg = starter(frame, "label", folder, preset).config
     (inp,) = cfg["inputs"]
     assert inp["type"] == "timeseries" and inp["encoder"]["type"] == encoder
-    assert 30 <= inp["preprocessing"]["max_length"] <= 39  # the 95th percentile length
+    assert inp["preprocessing"]["max_length"] == max(map(len, frame["signal"]))  # longest
+    if preset == "best":  # MiniRocket's own classifier: a ridge head is the whole fit
+        assert cfg["trainer"]["head_solver"] == "ridge" and cfg["trainer"]["epochs"] == 0
+        frame["size"] = rng.normal(size=30).round(1)  # a trainable input beside it: gradient
+        trainer = starter(frame, "label", folder, preset).config["trainer"]
+        assert "head_solver" not in trainer and trainer["epochs"] >= 3
+    else:
+        assert "head_solver" not in cfg["trainer"]
     assert inp["preprocessing"].get("augment") == augment
     if preset == "fast":
         assert inp["encoder"]["channels"] == [16, 32]
