@@ -104,9 +104,10 @@ def run_avmnist(args: argparse.Namespace, st: State, doc: dict[str, Any], method
     """Fit and score each method; ``fusion`` stands for the late fusion of the temporal model
     with the best validation direction accuracy so far and the sound track."""
     for method in methods:
-        if method == "fusion":
+        if method.startswith("fusion") and ":" not in method:  # fusion, fusion@48
             temporal = {m: v for m, v in st.val_direction.items() if m != "frames_mean"}
-            method = "fusion:" + max(temporal, key=temporal.__getitem__)
+            chosen = max(temporal, key=temporal.__getitem__).removesuffix("@48")
+            method = "fusion:" + chosen + method.removeprefix("fusion")
         pred = fit(avmnist_config(method, args.epochs), st.train, st.val, st.folder)
         out = pred.predict(st.test, base_dir=st.folder)
         saved = out.drop(columns=[c for c in out.columns if "_proba_" in c])
@@ -400,7 +401,7 @@ def main() -> None:
         doc["training_step_cost"] = [step_cost(m) for m in ("frames_diff", "frames_gru", "r21d")]
         print(f"training step cost: {doc['training_step_cost']}", flush=True)
         save()
-    for step in args.plan.split(","):
+    for step in [s for s in args.plan.split(",") if s]:  # --plan "": decoding and cost only
         part, method = step.split(":", 1)
         if part == "avmnist":
             run_avmnist(args, st, doc, [method], save)
