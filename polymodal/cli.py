@@ -317,8 +317,10 @@ def serve(
     max_decode_mb: Annotated[
         float, typer.Option(help="a request whose files would decode to more gets a 413")
     ] = 512.0,
+    max_batch: Annotated[int, typer.Option(help="rows of concurrent requests run together")] = 64,
+    max_wait_ms: Annotated[float, typer.Option(help="how long a batch waits for more")] = 0.0,
 ) -> None:
-    """Serve MODEL_DIR over HTTP: POST /predict, GET /health, GET /metadata, GET /docs."""
+    """Serve MODEL_DIR over HTTP: POST /predict, GET /health, /metadata, /metrics, /docs."""
     import uvicorn
 
     from polymodal.serving.app import create_app
@@ -327,7 +329,8 @@ def serve(
         fail(ValueError(f"--backend must be torch or onnx, got {backend!r}"))
     try:
         app_ = create_app(model_dir, backend, data_dir, int(max_body_mb * 2**20),  # type: ignore[arg-type]
-                          max_decode_bytes=int(max_decode_mb * 2**20))  # fmt: skip
+                          max_decode_bytes=int(max_decode_mb * 2**20), max_batch=max_batch,
+                          max_wait_ms=max_wait_ms)  # fmt: skip
     except USER_ERRORS as err:
         fail(err)
     uvicorn.run(app_, host=host, port=port, log_level="warning")

@@ -1,7 +1,8 @@
 """HTTP serving: a FastAPI app around one loaded model (loaded once; each request only
-preprocesses its rows and runs the network). Requests are described by :mod:`.schema`, from the
-model's own input columns, so the OpenAPI schema, validation and error messages share one
-description. Never imports the training code.
+preprocesses its rows and runs the network). Concurrent requests are computed together
+(:mod:`.batching`); ``GET /metrics`` reports requests, latency and batch sizes. Requests are
+described by :mod:`.schema`, from the model's own input columns, so the OpenAPI schema,
+validation and error messages share one description. Never imports the training code.
 
 Bad input is a 4xx naming the row and field, and every status a route can answer is in the
 OpenAPI schema: 422 for a cell, row or body that cannot be used (pydantic's errors: missing /
@@ -13,7 +14,9 @@ folder, an unreadable image/audio cell; a malformed or truncated form), 413 for 
 
 # no ``from __future__ import annotations``: FastAPI reads the endpoint's annotations, and the
 # request model is built at run time inside ``create_app``
-from collections.abc import Callable, Coroutine
+import asyncio
+from collections.abc import AsyncIterator, Callable, Coroutine
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any, Literal
 
@@ -21,16 +24,23 @@ import pandas as pd
 from fastapi import FastAPI, Request, Response
 from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
+from fastapi.responses import PlainTextResponse
 from fastapi.routing import APIRoute
 from pydantic import BaseModel
+from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 
 from polymodal.data.base import DataError
 from polymodal.evaluation.predict import predict_frame
 from polymodal.export.artifact import Artifact, load_artifact
 from polymodal.serving import schema as S
+from polymodal.serving.batching import MicroBatcher
 from polymodal.serving.limits import BodyLimit, DecodeBudget
+from polymodal.serving.metrics import MeasureRequests, Metrics
 from polymodal.serving.search import add_search_route
+
+MAX_BATCH = 64  # rows per computed batch
+DISCONNECT_POLL_S = 0.05  # how often a waiting request checks that its client is still there
 
 
 class Prediction(BaseModel):
@@ -71,20 +81,16 @@ class Served:
         self.columns = S.input_columns(self.art)
         self.files = {c: k for c, k in self.columns.items() if k in S.FILE_TYPES}
 
-    def predict(self, records: list[dict[str, Any]]) -> Any:
-        """Records (cells as sent) -> the response body, or a 422 naming the row and field (a
-        413 when the files are over the decode budget)."""
-        try:
-            self.read_files(records)
-            frame = pd.DataFrame.from_records(records, columns=list(self.columns))
-            # path cells are relative to the data folder by now; bytes are decoded in memory
-            base_dir = self.data_dir or Path()
-            out = predict_frame(
-                self.art.model, self.art.pipeline, frame, base_dir, "<request>", self.runner
-            )
-        except (S.CellError, DataError, ValueError, OSError) as err:  # the cell's fault
-            return S.error(422, S.public(str(err), self.data_dir))
-        return {"predictions": [_row(self.art, out, i) for i in range(len(out))]}
+    def compute(self, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Records whose file cells ``read_files`` has prepared -> one prediction per record
+        (several requests' records at once, when micro-batched)."""
+        frame = pd.DataFrame.from_records(records, columns=list(self.columns))
+        # path cells are relative to the data folder by now; bytes are decoded in memory
+        base_dir = self.data_dir or Path()
+        out = predict_frame(
+            self.art.model, self.art.pipeline, frame, base_dir, "<request>", self.runner
+        )
+        return [_row(self.art, out, i) for i in range(len(out))]
 
     def read_files(self, records: list[dict[str, Any]]) -> None:
         """Each file cell -> what the preprocessing reads (bytes, or a path inside the data
@@ -123,14 +129,36 @@ def create_app(
     max_body_bytes: int = 16 * 2**20,
     max_rows: int = 1024,
     max_decode_bytes: int = 512 * 2**20,  # what one request's files may decode to, together
+    max_batch: int = MAX_BATCH,  # rows computed together, from concurrent requests
+    max_wait_ms: float = 0.0,  # how long a batch waits for more requests (0: takes what is queued)
 ) -> FastAPI:
     served = Served(model_dir, backend, data_dir, max_decode_bytes)
     Body = S.request_model(served.columns, max_rows, S.cell_checks(served.art))
-    app = FastAPI(title="polymodal model server", version="1")
+    metrics = Metrics()
+    batcher = MicroBatcher(served.compute, max_batch, max_wait_ms / 1000, metrics.batch)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        yield
+        batcher.close()  # the server stops taking requests first; queued ones are finished
+
+    app = FastAPI(title="polymodal model server", version="1", lifespan=lifespan)
     app.add_exception_handler(RequestValidationError, S.validation_error)  # type: ignore[arg-type]
     app.add_exception_handler(HTTPException, http_error)  # type: ignore[arg-type]
 
     app.add_middleware(BodyLimit, max_bytes=max_body_bytes)
+    app.add_middleware(MeasureRequests, metrics=metrics)
+
+    async def answer(records: list[dict[str, Any]], request: Request) -> Any:
+        """The response for one request's records: files read here, the network in batches."""
+        try:
+            await run_in_threadpool(served.read_files, records)
+            rows = await _computed(batcher, records, request, metrics)
+        except (S.CellError, DataError, ValueError, OSError) as err:  # the cell's fault
+            return S.error(422, S.public(str(err), served.data_dir))
+        if rows is None:  # the client is gone: nothing to answer
+            return Response(status_code=499)
+        return {"predictions": rows}
 
     @app.get("/health")
     def health() -> dict[str, str]:
@@ -140,16 +168,20 @@ def create_app(
     def metadata() -> dict[str, Any]:
         return served.metadata()
 
+    @app.get("/metrics", response_class=PlainTextResponse)
+    def prometheus() -> str:
+        return metrics.text()
+
     @app.post("/predict", response_model=PredictResponse, responses=S.ERRORS)
-    def predict(body: Body) -> Any:  # type: ignore[valid-type]
-        return served.predict([r.model_dump() for r in body.rows])  # type: ignore[attr-defined]
+    async def predict(body: Body, request: Request) -> Any:  # type: ignore[valid-type]
+        return await answer([r.model_dump() for r in body.rows], request)  # type: ignore[attr-defined]
 
     async def upload(request: Request, **values: Any) -> Any:
         try:
             record = await S.form_record(served.columns, request, values)
         except ValueError as err:  # a CellError, or a form without any of the fields
             return S.error(422, str(err))
-        return served.predict([record])
+        return await answer([record], request)
 
     upload.__signature__ = S.form_signature(served.columns)  # type: ignore[attr-defined]
     app.router.add_api_route(
@@ -166,6 +198,29 @@ def create_app(
 
 
 Handler = Callable[[Request], Coroutine[Any, Any, Response]]
+
+
+async def _computed(
+    batcher: MicroBatcher, records: list[dict[str, Any]], request: Request, metrics: Metrics
+) -> list[dict[str, Any]] | None:
+    """The records' predictions from the batcher; None (and the request's jobs cancelled, so
+    they cost no compute) when the client disconnects while waiting."""
+    futures = batcher.submit(records)
+    metrics.queue(len(records))
+    done = asyncio.gather(*(asyncio.wrap_future(f) for f in futures))
+    try:
+        while True:
+            try:
+                parts = await asyncio.wait_for(asyncio.shield(done), DISCONNECT_POLL_S)
+                return [row for part in parts for row in part]
+            except TimeoutError:
+                if await request.is_disconnected():
+                    done.cancel()
+                    for f in futures:
+                        f.cancel()
+                    return None
+    finally:
+        metrics.queue(-len(records))
 
 
 class FormRoute(APIRoute):
