@@ -105,7 +105,9 @@ def run_avmnist(args: argparse.Namespace, st: State, doc: dict[str, Any], method
     with the best validation direction accuracy so far and the sound track."""
     for method in methods:
         if method.startswith("fusion") and ":" not in method:  # fusion, fusion@48
-            temporal = {m: v for m, v in st.val_direction.items() if m != "frames_mean"}
+            temporal = {
+                m: v for m, v in st.val_direction.items() if not m.startswith("frames_mean")
+            }
             chosen = max(temporal, key=temporal.__getitem__).removesuffix("@48")
             method = "fusion:" + chosen + method.removeprefix("fusion")
         pred = fit(avmnist_config(method, args.epochs), st.train, st.val, st.folder)
@@ -162,7 +164,11 @@ def avmnist_comparisons(st: State) -> list[dict[str, Any]]:
     digit, direction = st.right["digit"], st.right["direction"]
     for fused in [m for m in digit if m.startswith("fusion:")]:
         pairs += [("digit", fused, b) for b in (fused.split(":")[1], "audio_only") if b in digit]
-    temporal = {m: v for m, v in st.val_direction.items() if m != "frames_mean" and ":" not in m}
+    temporal = {
+        m: v
+        for m, v in st.val_direction.items()
+        if not m.startswith("frames_mean") and ":" not in m
+    }
     if temporal:
         best = max(temporal, key=temporal.__getitem__)
         pairs += [("direction", best, b) for b in direction if b != best and ":" not in b]
@@ -286,7 +292,9 @@ def checks(doc: dict[str, Any]) -> list[str]:
            if r["metric"] == "accuracy"}  # fmt: skip
     out = []
     direction = {m: v for (d, m, o), v in acc.items() if d == "moving_avmnist" and o == "direction"}
-    temporal = {m: v for m, v in direction.items() if m != "frames_mean" and ":" not in m}
+    temporal = {
+        m: v for m, v in direction.items() if not m.startswith("frames_mean") and ":" not in m
+    }
     if temporal:
         best = max(temporal, key=temporal.__getitem__)
         out.append(f"direction: best temporal model {best} {temporal[best]:.4f} (target >= 0.95: "
