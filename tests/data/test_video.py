@@ -206,3 +206,12 @@ def test_every_real_clip_decodes():
     x = out.rows(torch.arange(len(clips)))
     assert out.present.all() and x.shape == (8, 16, 3, 32, 32) and torch.isfinite(x).all()
     assert all(float((clip[1:] - clip[:-1]).abs().mean()) > 0 for clip in x)  # frames differ
+
+
+@pytest.mark.skipif(not REAL.is_dir(), reason="../shared/data/video is not here")
+def test_a_clip_whose_last_packet_holds_no_frame_decodes_every_frame():
+    """box.mp4 indexes 456 packets; the last decodes to no frame: it shows the one before."""
+    from polymodal.data.preprocess.video_io import Limits, Sampling, read_clip
+
+    frames = read_clip(REAL / "box.mp4", Sampling(num_frames=456, size=16), Limits())
+    assert frames.shape == (456, 16, 16, 3) and (frames[-1] == frames[-2]).all()

@@ -41,6 +41,7 @@ FORMATS = "mov,mp4,m4a,3gp,3g2,mj2,avi,matroska,webm"
 OPEN_OPTIONS = {"format_whitelist": FORMATS, "protocol_whitelist": "file"}
 RESIZES = ("crop", "squash")
 KEEP_BYTES = 16 * 2**20  # a clip whose packets fit here is demuxed once, not twice
+TAIL_SLACK = 2  # trailing packets that may decode to no frame (see _hold_last)
 
 
 @dataclass(frozen=True)
@@ -321,12 +322,28 @@ def read_clip(target: bytes | Path, sampling: Sampling, limits: Limits) -> np.nd
         with open_container(target, limits) as container:
             stream = _stream(container, limits)
             got = decode_in_order(container, stream, index.presentation(), wanted, convert)
+    got = _hold_last(got, wanted, index.presentation())
     if len(got) < len(wanted):
         raise ValueError(
             f"{len(wanted) - len(got)} of the {len(wanted)} sampled frames could not be decoded "
             "(a truncated or corrupt clip)"
         )
     return np.stack([got[s] for s in slots])
+
+
+def _hold_last(
+    got: dict[int, np.ndarray], wanted: set[int], order: list[int]
+) -> dict[int, np.ndarray]:
+    """Some encoders end a stream with packets that decode to no frame (``box.mp4``: its last
+    one): wanted frames among the last ``TAIL_SLACK`` show the last decoded one. Any other
+    missing frame stays missing (a truncated or corrupt clip: an error)."""
+    missing = wanted - got.keys()
+    if not missing or not got:
+        return got
+    last = max(got)
+    if all(t > last for t in missing) and sum(t > last for t in order) <= TAIL_SLACK:
+        return {**got, **{t: got[last] for t in missing}}
+    return got
 
 
 # -- folders of frame images -------------------------------------------------------------------
