@@ -180,12 +180,19 @@ def _post(port: int, body: dict) -> int:
         return res.status
 
 
+def _queued(port: int) -> int:
+    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10).read().decode()
+    return int(
+        next(ln for ln in text.splitlines() if ln.startswith("polymodal_queue_rows ")).split()[1]
+    )
+
+
 def test_sigterm_finishes_the_requests_in_flight(served):
     folder, frame, _ = served
     port = _free_port()
     server = subprocess.Popen(
         [sys.executable, "-m", "polymodal.cli", "serve", str(folder / "model"), "--port",
-         str(port), "--data-dir", str(folder), "--max-wait-ms", "300"],
+         str(port), "--data-dir", str(folder), "--max-wait-ms", "2000"],
         env={**os.environ, "HF_HUB_OFFLINE": "1"},
     )  # fmt: skip
     try:
@@ -199,7 +206,10 @@ def test_sigterm_finishes_the_requests_in_flight(served):
         body = {"rows": [_row(frame, 1)] * 4}
         with ThreadPoolExecutor(6) as pool:
             pending = [pool.submit(_post, port, body) for _ in range(6)]
-            time.sleep(0.1)  # in flight: waiting for their batch
+            until = time.monotonic() + 30
+            while _queued(port) < 24:  # all in flight: their batch waits 2 s for more rows
+                assert time.monotonic() < until, "the requests never reached the queue"
+                time.sleep(0.02)
             server.send_signal(signal.SIGTERM)
             assert [f.result() for f in pending] == [200] * 6
         # uvicorn shuts down, then re-raises the signal so the exit status tells why
