@@ -20,10 +20,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from polymodal.encoders.base import Encoder
-from polymodal.layers import TransformerLayer, masked_max, masked_mean
+from polymodal.layers import TransformerLayer, masked_max, masked_mean, norm_layer
 from polymodal.registry import register
 
-NORMS = ("batch", "group", "none")
 POOLS = ("mean", "max", "attention")
 
 
@@ -34,16 +33,6 @@ class SeriesEncoder(Encoder):
 def step_mask(x: Tensor) -> Tensor:
     """(B, T, C + 1) -> (B, T) True on real steps."""
     return x[..., -1] > 0.5
-
-
-def norm1d(kind: str, channels: int) -> nn.Module:
-    if kind == "batch":
-        return nn.BatchNorm1d(channels)
-    if kind == "group":
-        return nn.GroupNorm(min(8, channels), channels)
-    if kind == "none":
-        return nn.Identity()
-    raise ValueError(f"unknown norm {kind!r}; valid choices: {', '.join(NORMS)}")
 
 
 class AttentionPool(nn.Module):
@@ -83,11 +72,12 @@ class ResidualBlock1d(nn.Module):
             nn.Conv1d(a, b, k, padding=k // 2, bias=norm == "none")
             for (a, b), k in zip(itertools.pairwise(widths), kernel_sizes, strict=True)
         )
-        self.norms = nn.ModuleList(norm1d(norm, out_channels) for _ in kernel_sizes)
+        self.norms = nn.ModuleList(norm_layer(norm, out_channels, 1) for _ in kernel_sizes)
         self.shortcut: nn.Module = nn.Identity()
         if in_channels != out_channels:
             self.shortcut = nn.Sequential(
-                nn.Conv1d(in_channels, out_channels, 1, bias=False), norm1d(norm, out_channels)
+                nn.Conv1d(in_channels, out_channels, 1, bias=False),
+                norm_layer(norm, out_channels, 1),
             )
 
     def forward(self, x: Tensor, keep: Tensor) -> Tensor:
@@ -227,4 +217,4 @@ class PatchTST(SeriesEncoder):
         return table.flatten(1)[:, : h.shape[-1]]
 
 
-__all__ = ["PatchTST", "SeriesCNN", "SeriesEncoder", "SeriesGRU", "norm1d", "step_mask"]
+__all__ = ["PatchTST", "SeriesCNN", "SeriesEncoder", "SeriesGRU", "step_mask"]

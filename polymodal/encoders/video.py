@@ -24,7 +24,7 @@ from torch import Tensor, nn
 from polymodal import registry
 from polymodal.encoders.base import Encoder
 from polymodal.encoders.cache import is_frozen
-from polymodal.layers import SinusoidalPositionalEmbedding, TransformerLayer
+from polymodal.layers import SinusoidalPositionalEmbedding, TransformerLayer, norm_layer
 from polymodal.registry import register
 
 TEMPORAL = ("mean", "max", "gru", "transformer", "diff")
@@ -154,16 +154,6 @@ def _image_encoders() -> list[str]:
     ]
 
 
-def _norm3d(kind: str, channels: int) -> nn.Module:
-    if kind == "batch":
-        return nn.BatchNorm3d(channels)
-    if kind == "group":
-        return nn.GroupNorm(min(8, channels), channels)
-    if kind == "none":
-        return nn.Identity()
-    raise ValueError(f"video_r21d: unknown norm {kind!r}; valid choices: batch, group, none")
-
-
 class R21Block(nn.Module):
     """Spatial 1xkxk conv, norm, ReLU, temporal kx1x1 conv, norm, ReLU: (B, C, T, H, W)."""
 
@@ -172,12 +162,12 @@ class R21Block(nn.Module):
         pad, tpad = kernel // 2, temporal_kernel // 2
         self.net = nn.Sequential(
             nn.Conv3d(cin, cout, (1, kernel, kernel), padding=(0, pad, pad), bias=norm == "none"),
-            _norm3d(norm, cout),
+            norm_layer(norm, cout, 3),
             nn.ReLU(inplace=True),
             nn.Conv3d(
                 cout, cout, (temporal_kernel, 1, 1), padding=(tpad, 0, 0), bias=norm == "none"
             ),
-            _norm3d(norm, cout),
+            norm_layer(norm, cout, 3),
             nn.ReLU(inplace=True),
         )
 

@@ -1,6 +1,6 @@
 """Small shared torch blocks used by encoders, fusion methods and heads (torch only)."""
 
-from polymodal.layers.conv import ConvBlock, ConvStack, ResidualBlock, norm2d
+from polymodal.layers.conv import ConvBlock, ConvStack, ResidualBlock, norm2d, norm_layer
 from polymodal.layers.mlp import MLP, make_activation
 from polymodal.layers.pooling import masked_max, masked_mean
 from polymodal.layers.positional import LearnedPositionalEmbedding, SinusoidalPositionalEmbedding
@@ -18,4 +18,5 @@ __all__ = [
     "masked_max",
     "masked_mean",
     "norm2d",
+    "norm_layer",
 ]

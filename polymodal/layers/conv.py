@@ -1,4 +1,5 @@
-"""2D convolution blocks shared by the image and audio (log-mel as a 1-channel image) encoders."""
+"""2D convolution blocks shared by the image and audio (log-mel as a 1-channel image) encoders,
+and the normalisation choice every convolutional encoder (1D, 2D, 3D) shares."""
 
 from __future__ import annotations
 
@@ -10,16 +11,21 @@ from torch import Tensor, nn
 NORMS = ("batch", "group", "none")
 
 
-def norm2d(kind: str, channels: int) -> nn.Module:
-    """BatchNorm by default; GroupNorm when batches mix many missing (all-zero) rows whose
-    statistics would skew BatchNorm's; none for the smallest models."""
+def norm_layer(kind: str, channels: int, dims: int = 2) -> nn.Module:
+    """BatchNorm{1,2,3}d by default; GroupNorm when batches mix many missing (all-zero) rows
+    whose statistics would skew BatchNorm's; none for the smallest models. ``dims``: 1 for
+    series (B, C, T), 2 for images, 3 for video (B, C, T, H, W)."""
     if kind == "batch":
-        return nn.BatchNorm2d(channels)
+        return (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)[dims - 1](channels)
     if kind == "group":
         return nn.GroupNorm(min(8, channels), channels)
     if kind == "none":
         return nn.Identity()
     raise ValueError(f"unknown norm {kind!r}; valid choices: {', '.join(NORMS)}")
+
+
+def norm2d(kind: str, channels: int) -> nn.Module:
+    return norm_layer(kind, channels, 2)
 
 
 class ConvBlock(nn.Module):
