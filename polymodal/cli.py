@@ -314,9 +314,7 @@ def serve(
         Path | None, typer.Option(help="folder whose files requests may name by path")
     ] = None,
     max_body_mb: Annotated[float, typer.Option(help="larger request bodies get a 413")] = 16.0,
-    max_decode_mb: Annotated[
-        float, typer.Option(help="a request whose files would decode to more gets a 413")
-    ] = 512.0,
+    max_decode_mb: Annotated[float, typer.Option(help="files decoding to more: a 413")] = 512.0,
     max_batch: Annotated[int, typer.Option(help="rows of concurrent requests run together")] = 64,
     max_wait_ms: Annotated[float, typer.Option(help="how long a batch waits for more")] = 0.0,
 ) -> None:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import datetime as dt
 import json
 import os
@@ -27,6 +28,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -148,14 +150,14 @@ async def _load(url: str, bodies: list[dict[str, Any]], n: int, concurrency: int
             "rows_per_s": round(n / wall, 1), "non_2xx": non_2xx}  # fmt: skip
 
 
-def serve_one(
-    model_dir: Path, backend: str, bodies: list[dict[str, Any]], args: argparse.Namespace
-) -> list[dict[str, Any]]:
+@contextlib.contextmanager
+def serving(model_dir: Path, backend: str, *options: str) -> Iterator[str]:
+    """``polymodal serve MODEL_DIR`` on a free port, healthy and warmed up: yields its URL."""
     import httpx2 as httpx
 
     port = _free_port()
     cmd = [sys.executable, "-m", "polymodal", "serve", str(model_dir), "--backend", backend,
-           "--port", str(port)]  # fmt: skip
+           "--port", str(port), *options]  # fmt: skip
     server = subprocess.Popen(cmd, env={**os.environ, "HF_HUB_OFFLINE": "1"})
     url = f"http://127.0.0.1:{port}"
     try:
@@ -165,6 +167,16 @@ def serve_one(
                     break
             except httpx.TransportError:
                 time.sleep(0.2)
+        yield url
+    finally:
+        server.terminate()
+        server.wait(30)
+
+
+def serve_one(
+    model_dir: Path, backend: str, bodies: list[dict[str, Any]], args: argparse.Namespace
+) -> list[dict[str, Any]]:
+    with serving(model_dir, backend) as url:
         asyncio.run(_load(url + "/predict", bodies, 50, 1))  # warm-up
         out = []
         for n, conc in ((args.single, 1), (args.requests, args.concurrency)):
@@ -173,9 +185,6 @@ def serve_one(
                         "concurrency": conc, **stats})  # fmt: skip
             print(json.dumps(out[-1]), flush=True)
         return out
-    finally:
-        server.terminate()
-        server.wait(30)
 
 
 def markdown(rows: list[dict[str, Any]], cols: list[str]) -> str:

@@ -18,63 +18,45 @@ import datetime as dt
 import json
 import os
 import platform
-import subprocess
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
+import yaml
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from run import _free_port, _load, markdown  # noqa: E402
+from run import _load, markdown, serving  # noqa: E402
 
 
 def _metrics(url: str) -> dict[str, float]:
+    """Batches computed so far, from the server's own /metrics."""
     import httpx2 as httpx
 
     text = httpx.get(url + "/metrics").text
     values = dict(ln.rsplit(" ", 1) for ln in text.splitlines() if ln and not ln.startswith("#"))
-    batches = float(values.get("polymodal_batch_rows_count", 0))
-    rows = float(values.get("polymodal_batch_rows_sum", 0))
-    return {"batches": batches, "mean_batch_rows": round(rows / batches, 2) if batches else 0.0}
+    return {"batches": float(values.get("polymodal_batch_rows_count", 0))}
 
 
 def run_setting(
     model_dir: Path, backend: str, setting: str, bodies: list[dict[str, Any]],
     args: argparse.Namespace,
 ) -> list[dict[str, Any]]:  # fmt: skip
-    import httpx2 as httpx
-
     max_batch, max_wait = setting.split(":")
-    port = _free_port()
-    cmd = [sys.executable, "-m", "polymodal", "serve", str(model_dir), "--backend", backend,
-           "--port", str(port), "--max-batch", max_batch, "--max-wait-ms", max_wait]  # fmt: skip
-    server = subprocess.Popen(cmd, env={**os.environ, "HF_HUB_OFFLINE": "1"})
-    url = f"http://127.0.0.1:{port}"
-    try:
-        for _ in range(600):
-            try:
-                if httpx.get(url + "/health").status_code == 200:
-                    break
-            except httpx.TransportError:
-                time.sleep(0.2)
+    with serving(model_dir, backend, "--max-batch", max_batch, "--max-wait-ms", max_wait) as url:
         asyncio.run(_load(url + "/predict", bodies, 50, 1))  # warm-up
         out = []
         for n, conc in ((args.single, 1), (args.requests, args.concurrency)):
             before = _metrics(url)
             stats = asyncio.run(_load(url + "/predict", bodies, n, conc))
-            after = _metrics(url)
-            batches = after["batches"] - before["batches"]
+            batches = _metrics(url)["batches"] - before["batches"]
             out.append({"setting": setting, "backend": backend, "requests": n,
                         "concurrency": conc, **stats, "batches": int(batches),
                         "mean_batch_rows": round(n / batches, 2) if batches else 0.0})  # fmt: skip
             print(json.dumps(out[-1]), flush=True)
         return out
-    finally:
-        server.terminate()
-        server.wait(30)
 
 
 def main() -> None:
@@ -91,12 +73,8 @@ def main() -> None:
     table = (
         pd.read_parquet(args.table) if args.table.suffix == ".parquet" else pd.read_csv(args.table)
     )
-    columns = list(json.loads((args.model_dir / "model.json").read_text()).get("columns") or [])
-    if not columns:  # the config's input columns
-        import yaml
-
-        cfg = yaml.safe_load((args.model_dir / "config.yaml").read_text())
-        columns = sorted({c for i in cfg["inputs"] for c in (i.get("columns") or [i["name"]])})
+    cfg = yaml.safe_load((args.model_dir / "config.yaml").read_text())  # the model's inputs
+    columns = sorted({c for i in cfg["inputs"] for c in (i.get("columns") or [i["name"]])})
     bodies = [{k: (None if pd.isna(v) else v) for k, v in rec.items()}
               for rec in table[columns].to_dict("records")]  # fmt: skip
     started = time.perf_counter()

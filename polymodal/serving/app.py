@@ -81,16 +81,16 @@ class Served:
         self.max_decode_bytes = max_decode_bytes
         self.columns = S.input_columns(self.art)
         self.files = {c: k for c, k in self.columns.items() if k in S.FILE_TYPES}
+        self.texts = [c for c, kind in self.columns.items() if kind == "text"]
 
     def compute(self, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """Records whose file cells ``read_files`` has prepared -> one prediction per record
         (several requests' records at once, when micro-batched). Text is padded to the longest
         text of a batch, so a batch of texts runs as groups of similar length (sorted by their
         length): 64 clothing reviews in groups of 8 run 1.4x faster than in one batch."""
-        texts = [c for c, kind in self.columns.items() if kind == "text"]
-        if not texts or len(records) <= TEXT_GROUP:
+        if not self.texts or len(records) <= TEXT_GROUP:
             return self._compute(records)
-        order = sorted(range(len(records)), key=lambda i: _text_length(records[i], texts))
+        order = sorted(range(len(records)), key=lambda i: _text_length(records[i], self.texts))
         out: list[dict[str, Any]] = [{}] * len(records)
         try:
             for start in range(0, len(order), TEXT_GROUP):
