@@ -7,7 +7,11 @@ series' length) to a random sum of 1 to 9 channels. Each (dilation, kernel) pair
 from quantiles of its convolution output on one training series, and each bias gives one
 feature: the proportion of positive values (PPV) of ``conv - bias`` over the series' real steps
 (alternate pairs count only the steps whose whole kernel lies on real steps, as the original's
-unpadded half). About ``num_features`` features (default 9,996 = 84 x 119).
+unpadded half). About ``num_features`` features (default 9,996 = 84 x 119). With
+``difference`` as many again come from the series' first difference (steps t+1 - t, scaled to unit
+variance on the reference rows, its own kernels and biases), MultiRocket's second series (Tan et
+al. 2022): it reads how a signal changes, which generalised better across people on the watch
+benchmark's validation folds (see benchmarks/timeseries/README.md).
 
 Steps that must not count (padding, gaps; for the unpadded half also steps whose taps reach a
 gap or beyond the ends) are pushed to -1e30 by one more input channel, a penalty that the
@@ -122,6 +126,7 @@ class MiniRocket(SeriesEncoder):
         reference_rows: int = 32,  # training series the biases are drawn from
         center: bool = True,  # subtract each feature's mean over the reference rows
         seed: int = 0,
+        difference: bool = False,  # also features of the first difference (twice the features)
     ) -> None:
         super().__init__()
         if not series_reference:
@@ -152,6 +157,19 @@ class MiniRocket(SeriesEncoder):
         if center:  # per-feature scales from a few dozen rows would be noise: centre only
             with torch.no_grad():
                 self.feature_mean = self.features(batch).mean(0)
+        self.derivative: MiniRocket | None = None
+        if difference:
+            steps = [np.diff(np.asarray(r, dtype=np.float64), axis=0) for r in series_reference]
+            spread = np.nanstd(np.concatenate([d for d in steps if len(d)] or [np.ones((1, 1))]), 0)
+            scale = np.where(np.isfinite(spread) & (spread > 1e-12), 1 / spread, 1.0)
+            self.register_buffer("difference_scale", torch.tensor(scale, dtype=torch.float32))
+            options = {"num_features": num_features, "max_dilations": max_dilations,
+                       "center": center, "seed": seed + 1}  # fmt: skip
+            reference_steps = [(d * scale).tolist() for d in steps if len(d)] or [
+                [[0.0] * in_channels]
+            ]
+            self.derivative = MiniRocket(in_channels, series_length, reference_steps, **options)
+            self.out_dim += self.derivative.out_dim
 
     @classmethod
     def input_spec(cls, kwargs: dict[str, Any]) -> dict[str, Any]:
@@ -188,7 +206,19 @@ class MiniRocket(SeriesEncoder):
         return torch.cat(out, dim=1)
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.features(x) - self.feature_mean  # (B, out_dim)
+        out = self.features(x) - self.feature_mean  # (B, out_dim)
+        if self.derivative is None:
+            return out
+        return torch.cat([out, self.derivative(first_difference(x, self.difference_scale))], 1)
+
+
+def first_difference(x: Tensor, scale: Tensor) -> Tensor:
+    """(B, T, C + 1) -> (B, T, C + 1): value t+1 - value t (times ``scale`` per channel), a
+    real step where both were; the last step is padding (the length, and ONNX's time axis,
+    stay as they were)."""
+    keep = x[:, 1:, -1:] * x[:, :-1, -1:]  # (B, T - 1, 1)
+    steps = (x[:, 1:, :-1] - x[:, :-1, :-1]) * scale * keep
+    return F.pad(torch.cat([steps, keep], dim=-1), (0, 0, 0, 1))
 
 
 def _channel_choices(rng: np.random.Generator, channels: int) -> np.ndarray:
@@ -299,6 +329,7 @@ def lane_sums(words: Tensor) -> Tensor:
 __all__ = [
     "MiniRocket",
     "count_above",
+    "first_difference",
     "fit_dilations",
     "kernel_weights",
     "lane_sums",

@@ -181,3 +181,39 @@ def test_count_above_shares_chunks_among_threads_and_lanes_reach_their_limit():
     every = torch.full((2, 3, PACKED_BLOCK), 5.0)  # 127 in each byte lane of every word
     assert count_above(every, torch.zeros(3, 2)).eq(PACKED_BLOCK).all()
     assert lane_sums(torch.full((4,), 0x7F7F7F7F7F7F7F7F)).eq(8 * 127).all()
+
+
+def test_minirocket_difference_adds_the_features_of_the_first_difference(tmp_path):
+    """``difference``: the features of the series, then a second MiniRocket's over its first
+    difference (scaled to unit variance on the reference rows; a step real where both ends
+    are); ONNX gives the same numbers at another length than the traced one."""
+    rng = np.random.default_rng(2)
+    reference = [np.cumsum(rng.normal(size=(int(n), 3)), 0).tolist() for n in (30, 36, 40)]
+    plain = MiniRocket(
+        in_channels=3, series_length=40, series_reference=reference, num_features=168
+    )
+    enc = MiniRocket(3, 40, reference, num_features=168, difference=True).eval()
+    assert enc.out_dim == 2 * plain.out_dim and enc.derivative is not None
+    x = torch.zeros(2, 40, 4)
+    x[0, :, :3], x[0, :, 3] = torch.tensor(np.cumsum(rng.normal(size=(40, 3)), 0)), 1.0
+    x[1, :25, :3], x[1, :25, 3] = torch.tensor(np.cumsum(rng.normal(size=(25, 3)), 0)), 1.0
+    x[1, 10, 3] = 0.0  # a gap: the differences on both sides of it do not count
+    steps = np.concatenate([np.diff(np.asarray(r), axis=0) for r in reference])
+    assert torch.allclose(enc.difference_scale, torch.tensor(1 / steps.std(0)).float())
+    diff = torch.zeros(2, 40, 4)
+    for r in range(2):
+        for t in range(39):
+            real = float(x[r, t, 3] * x[r, t + 1, 3])
+            diff[r, t, :3] = (x[r, t + 1, :3] - x[r, t, :3]) * enc.difference_scale * real
+            diff[r, t, 3] = real
+    with torch.no_grad():
+        got = enc(x)
+        assert torch.equal(got[:, : plain.out_dim], plain(x))
+        assert torch.allclose(got[:, plain.out_dim :], enc.derivative(diff), atol=1e-6)
+    torch.onnx.export(
+        enc, (x,), str(tmp_path / "m.onnx"), input_names=["x"], output_names=["y"],
+        dynamic_axes={"x": {0: "b", 1: "t"}}, opset_version=17, dynamo=False,
+    )  # fmt: skip
+    runner = ort.InferenceSession(str(tmp_path / "m.onnx"), providers=["CPUExecutionProvider"])
+    with torch.no_grad():
+        assert np.array_equal(runner.run(None, {"x": x[:, :30].numpy()})[0], enc(x[:, :30]).numpy())
