@@ -172,7 +172,29 @@ class ExperimentConfig(_Strict):
                 raise ValueError(
                     f"input {inp.name!r} reads target column(s) {sorted(leak)}: a leak"
                 )
+        self._check_mirror(targets)
         return self
+
+    def _check_mirror(self, targets: set[str]) -> None:
+        """A series mirrored by another column (preprocessing ``mirror``) reads a column that
+        an input reads (a request carries it) and that is no target (a leak)."""
+        for inp in self.inputs:
+            mirror = inp.preprocessing.get("mirror")
+            column = mirror.get("column") if isinstance(mirror, dict) else None
+            if column is None:
+                continue
+            if column in targets:
+                raise ValueError(
+                    f"input {inp.name!r}: preprocessing mirror reads target column {column!r}: "
+                    "a leak"
+                )
+            if column not in self.input_columns:
+                raise ValueError(
+                    f"input {inp.name!r}: preprocessing mirror reads column {column!r}, which no "
+                    f"input reads; add an input for it (e.g. {{name: {column}, type: "
+                    f"categorical}}) so that requests carry it; input columns: "
+                    f"{self.input_columns}"
+                )
 
     def _check_pairs(self, names: list[str]) -> None:
         """A retrieval output names two distinct inputs; no other task takes a pair."""

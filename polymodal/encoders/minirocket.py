@@ -115,6 +115,7 @@ class MiniRocket(SeriesEncoder):
     """MiniRocket features of a (B, T, C + 1) series batch -> (B, out_dim), centred."""
 
     differentiable = False  # proportions of steps above biases: no gradient to attribute
+    difference_scale: Tensor  # buffer, with ``difference``
 
     def __init__(
         self,
@@ -159,16 +160,11 @@ class MiniRocket(SeriesEncoder):
                 self.feature_mean = self.features(batch).mean(0)
         self.derivative: MiniRocket | None = None
         if difference:
-            steps = [np.diff(np.asarray(r, dtype=np.float64), axis=0) for r in series_reference]
-            spread = np.nanstd(np.concatenate([d for d in steps if len(d)] or [np.ones((1, 1))]), 0)
-            scale = np.where(np.isfinite(spread) & (spread > 1e-12), 1 / spread, 1.0)
-            self.register_buffer("difference_scale", torch.tensor(scale, dtype=torch.float32))
-            options = {"num_features": num_features, "max_dilations": max_dilations,
-                       "center": center, "seed": seed + 1}  # fmt: skip
-            reference_steps = [(d * scale).tolist() for d in steps if len(d)] or [
-                [[0.0] * in_channels]
-            ]
-            self.derivative = MiniRocket(in_channels, series_length, reference_steps, **options)
+            self.derivative, scale = _derivative(
+                in_channels, series_length, series_reference, num_features, max_dilations,
+                center, seed + 1,
+            )  # fmt: skip
+            self.register_buffer("difference_scale", scale)
             self.out_dim += self.derivative.out_dim
 
     @classmethod
@@ -219,6 +215,25 @@ def first_difference(x: Tensor, scale: Tensor) -> Tensor:
     keep = x[:, 1:, -1:] * x[:, :-1, -1:]  # (B, T - 1, 1)
     steps = (x[:, 1:, :-1] - x[:, :-1, :-1]) * scale * keep
     return F.pad(torch.cat([steps, keep], dim=-1), (0, 0, 0, 1))
+
+
+def _derivative(
+    in_channels: int, series_length: int, reference: list[Any], num_features: int,
+    max_dilations: int, center: bool, seed: int,
+) -> tuple[MiniRocket, Tensor]:  # fmt: skip
+    """The MiniRocket of the first difference, fitted on the reference rows' differences, and
+    the per-channel scale that gives those unit variance (values on the 1/64 grid keep their
+    resolution: a smooth signal's steps are much smaller than its spread)."""
+    steps = [np.diff(np.asarray(r, dtype=np.float64), axis=0) for r in reference]
+    steps = [d for d in steps if len(d)] or [np.zeros((1, in_channels))]
+    spread = np.nanstd(np.concatenate(steps), 0)
+    scale = np.where(np.isfinite(spread) & (spread > 1e-12), 1 / np.maximum(spread, 1e-12), 1.0)
+    rows = [(d * scale).tolist() for d in steps]
+    encoder = MiniRocket(
+        in_channels, series_length, rows, num_features=num_features,
+        max_dilations=max_dilations, center=center, seed=seed,
+    )  # fmt: skip
+    return encoder, torch.tensor(scale, dtype=torch.float32)
 
 
 def _channel_choices(rng: np.random.Generator, channels: int) -> np.ndarray:

@@ -349,3 +349,43 @@ def test_robustness_noise_keeps_the_step_mask():
     assert torch.equal(noisy[..., -1], x[..., -1])  # no step added or dropped
     real = x[..., -1] > 0
     assert not torch.equal(noisy[real], x[real]) and torch.equal(noisy[~real], x[~real])
+
+
+def test_mirror_flips_channels_of_the_chosen_rows_exactly(folder):
+    """Rows whose ``side`` is left are fitted and transformed as the series with ``ay``
+    negated; the same file read by a left and a right row gives two tensors."""
+    frame = pd.DataFrame({"s": ["a.csv", "b.tsv", "a.csv", "b.tsv"],
+                          "side": ["left", "right", "right", None]})  # fmt: skip
+    option = {"column": "side", "value": "left", "negate": ["ay"]}
+    mirrored = pre(mirror=option).fit(frame, ["s"], folder)
+    a, b = pd.read_csv(folder / "a.csv").to_numpy(), pd.read_csv(folder / "b.tsv", sep="\t")
+    flipped = a * [1, -1, 1]
+    inline = pd.DataFrame(
+        {"s": [flipped.tolist(), b.to_numpy().tolist(), a.tolist(), b.to_numpy().tolist()]}
+    )
+    plain = pre().fit(inline, ["s"], folder)
+    assert np.allclose(mirrored.mean, plain.mean) and np.allclose(mirrored.std, plain.std)
+    got, want = (
+        rows(mirrored.transform(frame, ["s"], folder)),
+        rows(plain.transform(inline, ["s"], folder)),
+    )
+    assert torch.allclose(got, want, atol=1e-5)
+    assert not torch.allclose(got[0], got[2])  # one file, two sides
+    state = json.loads(json.dumps(mirrored.state_dict()))
+    again = Preprocessor.from_state(state)
+    assert torch.equal(rows(again.transform(frame, ["s"], folder)), got)
+
+
+def test_mirror_errors_name_what_is_wrong(folder):
+    frame = pd.DataFrame({"s": ["a.csv"], "side": ["left"]})
+    with pytest.raises(DataError, match="<train>, column 's': .* no channel 'wx' to negate"):
+        pre(mirror={"column": "side", "value": "left", "negate": ["wx"]}).fit(frame, ["s"], folder)
+    with pytest.raises(ValueError, match=r"expected \{column, value, negate\}"):
+        pre(mirror={"column": "side", "negate": ["ax"]})
+    with pytest.raises(ValueError, match="distinct channel names or positions"):
+        pre(mirror={"column": "side", "value": "left", "negate": ["ax", "ax"]})
+    fitted = pre(mirror={"column": "side", "value": "left", "negate": [0]}).fit(
+        frame, ["s"], folder
+    )
+    with pytest.raises(DataError, match="<table>: missing column 'side', which timeseries"):
+        fitted.transform(frame[["s"]], ["s"], folder)

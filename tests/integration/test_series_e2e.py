@@ -303,3 +303,34 @@ def test_windowed_streamed_validation_scores_rows(tmp_path):
     assert val["n_rows"] == memory["n_rows"] == 8 and val["n_windows"] == memory["n_windows"]
     assert val["loss"] == pytest.approx(memory["loss"], abs=1e-5)
     assert val["label"]["window_accuracy"] == pytest.approx(memory["label"]["window_accuracy"])
+
+
+def test_series_mirrored_by_a_categorical_input(table, tmp_path):
+    """``mirror`` reads another input's column: fit, save, load and predict agree, and ONNX
+    export keeps parity; a mirror column that no input reads, or a target, is refused."""
+    folder, frame = table
+    cfg = light("minirocket")
+    motion = next(i for i in cfg["inputs"] if i["name"] == "motion")
+    motion["preprocessing"] = {"mirror": {"column": "size", "value": "S", "negate": [0, 2]}}
+    pred = Predictor(cfg).fit(frame, base_dir=folder)
+    pred.save(tmp_path / "m")
+    loaded = Predictor.load(tmp_path / "m")
+    got = loaded.predict_proba(frame, base_dir=folder)
+    pd.testing.assert_frame_equal(got, pred.predict_proba(frame, base_dir=folder))
+    swapped = frame.assign(size=frame["size"].map({"S": "M", "M": "S"}).fillna(frame["size"]))
+    pipeline, every = loaded.artifact_.pipeline, torch.arange(len(frame))
+    before = pipeline.transform_inputs(frame, folder)["motion"].rows(every)
+    after = pipeline.transform_inputs(swapped, folder)["motion"].rows(every)
+    changed = (before != after).flatten(1).any(1).numpy()
+    assert np.array_equal(
+        changed, frame["size"].isin(["S", "M"]).to_numpy() & (np.arange(len(frame)) > 1)
+    )
+    report = loaded.export_onnx(frame, tmp_path / "m" / "model.onnx", rows=16, base_dir=folder)
+    assert report["max_abs_diff"] <= 1e-4
+    for column, message in (("flag", "which no input reads"), ("label", "a leak")):
+        bad = light("minirocket")
+        bad["inputs"][-1]["preprocessing"] = {
+            "mirror": {"column": column, "value": "1", "negate": [0]}
+        }
+        with pytest.raises(ValueError, match=message):
+            Predictor(bad).fit(frame, base_dir=folder)

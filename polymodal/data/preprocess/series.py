@@ -27,6 +27,8 @@ such a list). ``channels`` selects and orders channels by name in file cells.
   belongs to (``Transformed.row_of``): windows inherit the row's other inputs and its label in
   training, and a row's prediction averages its windows' (see
   :mod:`polymodal.evaluation.windows`). A row without a series is one masked window.
+- Mirror: ``mirror`` negates some channels on the rows whose other column holds a value (a watch
+  worn on the left wrist; see :mod:`polymodal.data.preprocess.series_mirror`).
 """
 
 from __future__ import annotations
@@ -35,7 +37,6 @@ import hashlib
 import json
 import logging
 import math
-from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -45,9 +46,17 @@ import torch
 
 from polymodal.data.base import DataError, Preprocessor, Transformed, where
 from polymodal.data.paths import ANYWHERE, FileAccess
+from polymodal.data.preprocess import series_mirror as M
 from polymodal.data.preprocess import series_windows as W
-from polymodal.data.preprocess.files import cell_key, decode_column, read_cell
-from polymodal.data.preprocess.series_io import Series, is_inline, parse_inline, read_file
+from polymodal.data.preprocess.files import decode_column, read_cell
+from polymodal.data.preprocess.series_io import (
+    Series,
+    distinct_cells,
+    is_inline,
+    parse_inline,
+    read_file,
+    training_channels,
+)
 from polymodal.data.stats import Moments, Sample, Stats, merge
 from polymodal.registry import register
 
@@ -78,9 +87,12 @@ class SeriesPreprocessor(Preprocessor):
         reference_rows: int = 0,  # training series handed to data-fitted encoders (minirocket)
         window: int | None = None,  # cut each series into windows of this many steps
         stride: int | None = None,  # steps between window starts (default: window)
+        mirror: dict[str, Any] | None = None,  # {column, value, negate}: see series_mirror
     ) -> None:
         _check_options(max_length, crop, resample, channels, time_mask, crop_min)
         W.check_options(window, stride, max_length, resample)
+        M.check(mirror)
+        self.mirror = dict(mirror) if mirror is not None else None
         self.window, self.stride = window, stride
         self.max_length, self.crop, self.resample = max_length, crop, resample
         self.channels = list(channels) if channels is not None else None
@@ -96,7 +108,7 @@ class SeriesPreprocessor(Preprocessor):
         # the `augment` option is stored as `augment_enabled` (the name `augment` is the method)
         keys = ("max_length", "crop", "resample", "channels", "max_steps", "max_file_mb",
                 "jitter", "scaling", "time_mask", "crop_min", "reference_rows", "window",
-                "stride")  # fmt: skip
+                "stride", "mirror")  # fmt: skip
         return {**{k: getattr(self, k) for k in keys}, "augment": self.augment_enabled}
 
     @property
@@ -231,12 +243,22 @@ class SeriesPreprocessor(Preprocessor):
         part: Stats = {"rows": len(frame), "groups": {}}
         if self.reference_rows:
             part["reference"] = Sample(self.reference_rows, {})
-        for cell, count in _distinct(frame[columns[0]], base_dir):
+        mirrored = M.rows(self.mirror, frame, source)
+        groups = [(False, frame[columns[0]][~mirrored]), (True, frame[columns[0]][mirrored])]
+        pairs = [(f, cell) for f, cells in groups for cell in distinct_cells(cells, base_dir)]
+        for flip, (cell, count) in pairs:
             try:
                 series = self.read(cell, base_dir, access)
                 values = self.conform(series, None)
             except Exception:  # a bad cell: the transform reports it, with its row
                 continue
+            if flip and self.mirror is not None:
+                names = self.channels or series.names
+                try:
+                    negate = M.channels(self.mirror, names, values.shape[1])
+                except ValueError as err:
+                    raise DataError(f"{source}, column {columns[0]!r}: {err}") from None
+                values = M.flip_raw(values, negate)
             if not len(values) or np.isnan(values).all():
                 continue  # an empty series: a missing modality, nothing to learn
             m = Moments.of(values)
@@ -251,7 +273,7 @@ class SeriesPreprocessor(Preprocessor):
     def finish_fit(self, stats: Stats, columns: list[str]) -> SeriesPreprocessor:
         """The channels most training rows have (or ``channels``): their moments and names."""
         groups: dict[str, Stats] = stats.get("groups") or {}
-        width, names = _channels(groups, self.channels)
+        width, names = training_channels(groups, self.channels)
         moments = None
         for key, group in groups.items():
             got = json.loads(key) if key.startswith("[") else None
@@ -310,6 +332,11 @@ class SeriesPreprocessor(Preprocessor):
         index[torch.from_numpy(np.flatnonzero(~inline))] = files.index
         shifted = torch.where(own_index > 0, own_index - 1 + len(files.values), 0)
         index[torch.from_numpy(np.flatnonzero(inline))] = shifted
+        if self.mirror is not None:
+            negate = M.channels(self.mirror, self.channels or self.names, self.n_channels)
+            shift = torch.from_numpy(2 * self.mean[negate] / self.std[negate]).float()
+            mirrored = M.rows(self.mirror, frame, source)
+            values, index = M.flip_slots(values, index, mirrored, negate, shift)
         real = values[:, :, -1] > 0  # (U, length) real steps
         steps = int(real.any(0).nonzero().max()) + 1 if bool(real.any()) else 1
         values = values[:, :steps].contiguous()  # no column of padding in every row
@@ -442,42 +469,9 @@ def _check_options(
         )
 
 
-def _channels(groups: dict[str, Stats], channels: list[str] | None) -> tuple[int, list[str] | None]:
-    """(channel count, names) of training: ``channels`` if set; else the count most rows have
-    and the header most of those files share (None when no file has a header)."""
-    if channels:
-        return len(channels), list(channels)
-    rows: Counter[int] = Counter()
-    headers: Counter[str] = Counter()
-    for key, group in groups.items():
-        named = key.startswith("[")
-        rows[len(json.loads(key)) if named else int(key)] += group["rows"]
-        if named:
-            headers[key] += group["rows"]
-    if not rows:
-        return 0, None
-    width = max(rows, key=lambda w: (rows[w], -w))
-    best = [json.loads(h) for h, _ in headers.most_common() if len(json.loads(h)) == width]
-    return width, (best[0] if best else None)
-
-
 def _digest(values: np.ndarray) -> bytes:
     head = str(values.shape).encode()
     return hashlib.blake2b(head + np.ascontiguousarray(values).tobytes(), digest_size=16).digest()
-
-
-def _distinct(cells: pd.Series, base_dir: Path) -> list[tuple[Any, int]]:
-    """(cell, rows holding it) for each distinct filled cell: files by path, inline by value."""
-    groups: dict[Any, list[Any]] = {}
-    for cell in cells.tolist():
-        if is_inline(cell):
-            key: Any = ("inline", id(cell)) if not isinstance(cell, str) else ("json", cell)
-        else:
-            key = cell_key(cell, base_dir)
-            if key is None:
-                continue
-        groups.setdefault(key, [cell, 0])[1] += 1
-    return [(cell, count) for cell, count in groups.values()]
 
 
 def _offer(sample: Sample, values: np.ndarray, pre: SeriesPreprocessor) -> None:

@@ -9,11 +9,15 @@ from __future__ import annotations
 import csv
 import io
 import json
+from collections import Counter
 from pathlib import Path
 from typing import Any, NamedTuple
 
 import numpy as np
 import pandas as pd
+
+from polymodal.data.preprocess.files import cell_key
+from polymodal.data.stats import Stats
 
 MAX_CHANNELS = 4096  # a wider "series" is a table, not a recording
 NPY_MAGIC, PARQUET_MAGIC = b"\x93NUMPY", b"PAR1"
@@ -223,4 +227,47 @@ def _is_float(text: str) -> bool:
     return True
 
 
-__all__ = ["MAX_CHANNELS", "Series", "is_inline", "parse_inline", "read_file"]
+def training_channels(
+    groups: dict[str, Stats], channels: list[str] | None
+) -> tuple[int, list[str] | None]:
+    """(channel count, names) of training: ``channels`` if set; else the count most rows have
+    and the header most of those files share (None when no file has a header)."""
+    if channels:
+        return len(channels), list(channels)
+    rows: Counter[int] = Counter()
+    headers: Counter[str] = Counter()
+    for key, group in groups.items():
+        named = key.startswith("[")
+        rows[len(json.loads(key)) if named else int(key)] += group["rows"]
+        if named:
+            headers[key] += group["rows"]
+    if not rows:
+        return 0, None
+    width = max(rows, key=lambda w: (rows[w], -w))
+    best = [json.loads(h) for h, _ in headers.most_common() if len(json.loads(h)) == width]
+    return width, (best[0] if best else None)
+
+
+def distinct_cells(cells: pd.Series, base_dir: Path) -> list[tuple[Any, int]]:
+    """(cell, rows holding it) for each distinct filled cell: files by path, inline by value."""
+    groups: dict[Any, list[Any]] = {}
+    for cell in cells.tolist():
+        if is_inline(cell):
+            key: Any = ("inline", id(cell)) if not isinstance(cell, str) else ("json", cell)
+        else:
+            key = cell_key(cell, base_dir)
+            if key is None:
+                continue
+        groups.setdefault(key, [cell, 0])[1] += 1
+    return [(cell, count) for cell, count in groups.values()]
+
+
+__all__ = [
+    "MAX_CHANNELS",
+    "Series",
+    "distinct_cells",
+    "is_inline",
+    "parse_inline",
+    "read_file",
+    "training_channels",
+]
