@@ -378,7 +378,7 @@ def test_mirror_flips_channels_of_the_chosen_rows_exactly(folder):
 
 def test_mirror_errors_name_what_is_wrong(folder):
     frame = pd.DataFrame({"s": ["a.csv"], "side": ["left"]})
-    with pytest.raises(DataError, match="<train>, column 's': .* no channel 'wx' to negate"):
+    with pytest.raises(DataError, match=r"<train>, column 's': .* no channel 'wx' to negate"):
         pre(mirror={"column": "side", "value": "left", "negate": ["wx"]}).fit(frame, ["s"], folder)
     with pytest.raises(ValueError, match=r"expected \{column, value, negate\}"):
         pre(mirror={"column": "side", "negate": ["ax"]})
