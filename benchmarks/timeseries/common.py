@@ -15,8 +15,13 @@ DATA = HERE.parents[1].parent / "shared" / "data"
 WATCH = DATA / "watch"
 UEA = DATA / "uea"
 UEA_SETS = ("JapaneseVowels", "SelfRegulationSCP1")
-ENCODERS = ("series_cnn", "series_gru", "patchtst", "minirocket")
+ENCODERS = ("series_cnn", "series_gru", "patchtst", "minirocket", "minirocket_diff")
 GRADIENT = ("series_cnn", "series_gru", "patchtst")  # trained by gradient, early-stopped on val
+RIDGE = ("minirocket", "minirocket_diff")  # fixed features, closed-form ridge: no early stopping
+# a watch on the left wrist records the mirror image (through the plane normal to x) of the same
+# movement on the right: ax and the rotation rates about y and z change sign; chosen on inner
+# validation folds (the six training subjects of each fold) among the 7 axis sign flips
+MIRROR = {"column": "side", "value": "left", "negate": ["ax", "wy", "wz"]}
 
 WINDOW, STRIDE = 200, 100  # watch: 4 s windows at 50 Hz, half overlapping
 FOLDS = ((1, 2), (3, 4), (5, 6), (7, 8))  # watch test subjects per fold (never trained on)
@@ -24,8 +29,9 @@ FOLDS = ((1, 2), (3, 4), (5, 6), (7, 8))  # watch test subjects per fold (never 
 
 def encoder(name: str, quick: bool) -> dict[str, Any]:
     """The encoder block: the library's defaults, MiniRocket smaller in the quick run."""
-    if name == "minirocket":
-        return {"type": "minirocket", "num_features": 2016 if quick else 10_000}
+    if name in RIDGE:
+        return {"type": "minirocket", "num_features": 2016 if quick else 10_000,
+                "difference": name == "minirocket_diff"}  # fmt: skip
     if name == "series_gru":
         return {"type": "series_gru", "hidden": 64}
     if name == "patchtst":
@@ -37,22 +43,25 @@ def config(
     name: str, length: int, quick: bool, window: int | None = None, side: bool = False
 ) -> dict[str, Any]:
     """Config for encoder ``name`` on series of up to ``length`` steps (cut into windows of
-    ``window`` steps when set), with the ``side`` column fused (concat) when asked."""
+    ``window`` steps when set); with ``side``, the ``side`` column fused (concat) and the
+    left-wrist recordings mirrored into right-wrist axes (MIRROR)."""
     pre: dict[str, Any] = {"max_length": length}
     if window:
         pre |= {"window": window, "stride": STRIDE}
     if name in GRADIENT:
         pre |= {"augment": True}  # random crop, scaling, jitter, time masking
+    if side:
+        pre |= {"mirror": MIRROR}
     inputs: list[dict[str, Any]] = [
         {"name": "signal", "type": "timeseries", "columns": ["series"],
          "encoder": encoder(name, quick), "preprocessing": pre}
     ]  # fmt: skip
     if side:
         inputs.append({"name": "side", "type": "categorical"})
-    head: dict[str, Any] = {"dropout": 0.0} if name == "minirocket" else {}
+    head: dict[str, Any] = {"dropout": 0.0} if name in RIDGE else {}
     # no feature cache: every fit computes its own features, so train_seconds are comparable
     trainer: dict[str, Any] = {"progress": False, "seed": 0, "feature_cache": False}
-    if name == "minirocket":  # fixed features: the closed-form ridge head is the whole fit
+    if name in RIDGE:  # fixed features: the closed-form ridge head is the whole fit
         trainer |= {"epochs": 0, "head_solver": "ridge"}
     else:
         trainer |= {"epochs": 2 if quick else 20, "lr": 0.002, "batch_size": 64,
@@ -65,4 +74,7 @@ def config(
     }
 
 
-__all__ = ["ENCODERS", "FOLDS", "GRADIENT", "UEA", "UEA_SETS", "WATCH", "config", "encoder"]
+__all__ = [
+    "ENCODERS", "FOLDS", "GRADIENT", "MIRROR", "RIDGE", "UEA", "UEA_SETS", "WATCH", "config",
+    "encoder",
+]  # fmt: skip

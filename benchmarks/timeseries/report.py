@@ -91,6 +91,7 @@ def comparisons(
     )
     pairs = [(ranked[0], m) for m in ranked[1:]]  # the best against each other method
     pairs.append(("minirocket", "minirocket_sklearn_ridge"))
+    pairs.append(("minirocket_diff", "minirocket"))  # what the first difference adds
     fused = [m for m in pools if m.endswith("+side") and not m.startswith("minirocket_sk")]
     for m in fused:
         pairs.append((m, m.removesuffix("+side")))

@@ -100,7 +100,7 @@ def flip_slots(
     """Distinct standardised tensors (U, T, C + 1) and each row's slot (N,) -> the same with a
     mirrored copy of every tensor a mirrored row uses (``-z - shift`` on the negated channels'
     real steps, ``shift`` = 2 mean / std), those rows pointing at the copies."""
-    picked = torch.from_numpy(mirrored) & (index != 0)  # slot 0: no series
+    picked = torch.tensor(mirrored, dtype=torch.bool) & (index != 0)  # slot 0: no series
     if not bool(picked.any()):
         return values, index
     slots = index[picked].unique()
