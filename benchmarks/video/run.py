@@ -35,7 +35,7 @@ import torch
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 import arrow  # noqa: E402
-from common import SHARED, arrow_config, avmnist_config  # noqa: E402
+from common import SHARED, arrow_config, avmnist_config, budget  # noqa: E402
 from report import accuracy_row, interval, paired, resamples, write  # noqa: E402
 
 SETTINGS = {"full": {"train_rows": 11_000, "val_rows": 1_000, "test_rows": 2_000, "seed": 0},
@@ -110,7 +110,7 @@ def run_avmnist(args: argparse.Namespace, st: State, doc: dict[str, Any], method
             }
             chosen = max(temporal, key=temporal.__getitem__).removesuffix("@48")
             method = "fusion:" + chosen + method.removeprefix("fusion")
-        pred = fit(avmnist_config(method, args.epochs), st.train, st.val, st.folder)
+        pred = fit(avmnist_config(*budget(method, args.epochs)), st.train, st.val, st.folder)
         out = pred.predict(st.test, base_dir=st.folder)
         saved = out.drop(columns=[c for c in out.columns if "_proba_" in c])
         saved.assign(source=st.test["source"].to_numpy()).to_csv(
@@ -162,8 +162,8 @@ def avmnist_comparisons(st: State) -> list[dict[str, Any]]:
     best temporal model (validation) against mean pooling and the others on ``direction``."""
     pairs = []
     digit, direction = st.right["digit"], st.right["direction"]
-    for fused in [m for m in digit if m.startswith("fusion:")]:
-        pairs += [("digit", fused, b) for b in (fused.split(":")[1], "audio_only") if b in digit]
+    for fused in [m for m in digit if m.startswith(FUSED)]:
+        pairs += [("digit", fused, b) for b in single(fused) if b in digit]
     temporal = {
         m: v
         for m, v in st.val_direction.items()
@@ -173,6 +173,17 @@ def avmnist_comparisons(st: State) -> list[dict[str, Any]]:
         best = max(temporal, key=temporal.__getitem__)
         pairs += [("direction", best, b) for b in direction if b != best and ":" not in b]
     return [paired("moving_avmnist", o, a, b, st.right[o], st.idx) for o, a, b in pairs]
+
+
+FUSED = ("fusion:", "fusion_concat:")
+
+
+def single(fused: str) -> tuple[str, str]:
+    """The single-modality methods a fused one is compared with, on the same epoch budget:
+    ``fusion_concat:frames_diff*6`` -> (``frames_diff*6``, ``audio_only*6``)."""
+    picture = fused.split(":", 1)[1]
+    _, star, epochs = picture.partition("*")
+    return picture, "audio_only" + star + epochs
 
 
 def epoch_row(doc: dict[str, Any], method: str, pred: Any) -> None:
@@ -306,9 +317,11 @@ def checks(doc: dict[str, Any]) -> list[str]:
                         and x["metric"] == "axis_accuracy")  # fmt: skip
             out.append(f"direction, {r['method']}: axis of motion {axis:.4f} (chance 0.25), "
                        f"sign along it {r['value']:.4f} (chance 0.5)")  # fmt: skip
-    fused = {m: v for (d, m, o), v in acc.items() if m.startswith("fusion:") and o == "digit"}
+    fused = {m: v for (d, m, o), v in acc.items() if m.startswith(FUSED) and o == "digit"}
     for m, v in fused.items():
-        pic, aud = acc[("moving_avmnist", m.split(":")[1], "digit")], acc[("moving_avmnist", "audio_only", "digit")]  # fmt: skip
+        picture, audio = single(m)
+        pic = acc.get(("moving_avmnist", picture, "digit"), float("nan"))
+        aud = acc.get(("moving_avmnist", audio, "digit"), float("nan"))
         ok = v > max(pic, aud) and v >= 0.93
         out.append(f"digit: {m} {v:.4f} vs picture-only {pic:.4f}, audio-only {aud:.4f} "
                    f"(target: above both and >= 0.93: {'met' if ok else 'missed'})")  # fmt: skip
