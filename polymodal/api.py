@@ -453,14 +453,18 @@ class Predictor:
     ) -> dict[str, Any]:
         """Write the model as ONNX to ``path`` and check it against PyTorch on up to ``rows``
         real rows of ``data`` (as they are, batch 1, and with each modality masked);
-        raises ``ParityError`` beyond ``atol``. Returns the parity report."""
+        raises ``ParityError`` beyond ``atol``. Returns the parity report. Each retrieval
+        tower is written and checked as its own graph too (``model.<output>.<input>.onnx``)."""
         from polymodal.export.onnx import batch_of, export_checked, text_inputs
+        from polymodal.export.towers import export_towers
 
         art = self._check_fitted()
         frame, base, src = read_any(data, "export", base_dir)
         inputs = art.pipeline.transform_inputs(frame.head(rows), base, src)
         batch = batch_of(TableDataset(inputs, {}), rows)  # sequences (tokens, steps): dynamic
-        return export_checked(art.model, batch, path, text_inputs(art.config), atol)
+        report = export_checked(art.model, batch, path, text_inputs(art.config), atol)
+        towers = export_towers(art.model, batch, path, text_inputs(art.config), atol)
+        return {**report, "towers": towers} if towers else report
 
     @property
     def metrics_(self) -> dict[str, Any]:
@@ -479,18 +483,12 @@ class Predictor:
     ) -> dict[str, Any]:
         """Embed ``column`` of ``data`` with the retrieval head and store a FAISS index of it in
         ``model_dir/index/`` (default: the folder the model was loaded from); ``kind`` auto picks
-        exact search below 50,000 rows, IVF above. Returns the index's description."""
-        from polymodal.export import index as ix
+        exact search below 50,000 rows, IVF above. Returns the index's description. A frozen
+        encoder runs in batches, and only on rows its feature cache has not seen (as training)."""
+        from polymodal.export.index import index_table
 
-        art = self._check_fitted()
-        frame, base, src = read_any(data, "index", base_dir)
-        si = ix.build_index(art, frame, column, base, src, output, kind, id_column)
-        where = model_dir or self.model_dir_
-        if where is None:
-            raise ValueError("no model directory to store the index in: pass model_dir")
-        path = ix.save_index(where, si)
-        described = {k: v for k, v in si.meta.items() if k not in ("ids", "values")}
-        return {**described, "path": str(path)}
+        art, where = self._check_fitted(), model_dir or self.model_dir_
+        return index_table(art, data, column, where, kind, id_column, output, base_dir)
 
     def search(
         self,
@@ -501,18 +499,10 @@ class Predictor:
         model_dir: str | Path | None = None,
     ) -> pd.DataFrame:
         """Top-``k`` rows of a stored index for text or image queries (the other side of the
-        retrieval pair): columns ``query, rank, id, score, <indexed column>``."""
-        from polymodal.export import index as ix
+        retrieval pair): columns ``query, rank, id, score, <indexed column>``. On the ONNX
+        backend the queries go through the retrieval tower ``export_onnx`` wrote."""
+        from polymodal.export.index import search_saved
 
-        if (text is None) == (image is None):
-            raise ValueError("search needs exactly one of text= or image=")
-        art = self._check_fitted()
-        where = model_dir or self.model_dir_
-        if where is None:
-            raise ValueError("no model directory holding an index: pass model_dir")
-        si = ix.load_index(where, column)
-        raw = text if text is not None else image
-        queries = list(raw) if isinstance(raw, list) else [raw]
-        if image is not None:
-            queries = [q if isinstance(q, bytes) else str(q) for q in queries]
-        return ix.search(art, si, queries, "text" if text is not None else "image", k)
+        art, where = self._check_fitted(), model_dir or self.model_dir_
+        onnx = self.model_dir_ / ONNX_FILE if self.runner_ is not None and self.model_dir_ else None
+        return search_saved(art, where, text, image, k, column, onnx)

@@ -350,9 +350,7 @@ def index_cmd(
     from polymodal.api import Predictor
 
     try:
-        info_ = Predictor.load(model_dir).index(
-            table, column, kind=kind, id_column=id_column, output=output
-        )
+        info_ = Predictor.load(model_dir).index(table, column, None, kind, id_column, output)
     except USER_ERRORS as err:
         fail(err)
     typer.echo(json.dumps(info_, indent=2))
@@ -365,12 +363,14 @@ def search_cmd(
     image: Annotated[Path | None, typer.Option(help="image file query")] = None,
     k: Annotated[int, typer.Option("-k", "--k", help="how many rows to return")] = 10,
     column: Annotated[str | None, typer.Option(help="which index, if several")] = None,
+    backend: Annotated[str, typer.Option(help="torch, or onnx (the exported towers)")] = "torch",
 ) -> None:
     """Top-k rows of MODEL_DIR's index for a --text or an --image query, with their scores."""
     from polymodal.api import Predictor
 
     try:
-        hits = Predictor.load(model_dir).search(text=text, image=image, k=k, column=column)
+        pred = Predictor.load(model_dir, backend=backend)
+        hits = pred.search(text=text, image=image, k=k, column=column)
     except USER_ERRORS as err:
         fail(err)
     typer.echo(hits.drop(columns="query").to_string(index=False))

@@ -28,9 +28,11 @@ import torch
 
 from polymodal.config import InputConfig
 from polymodal.data.base import DataError
+from polymodal.data.io import TableLike, read_any
 from polymodal.data.paths import ANYWHERE, FileAccess
 from polymodal.encoders.cache import weights_digest
 from polymodal.export.artifact import Artifact
+from polymodal.export.towers import load_tower
 from polymodal.utils.errors import PolymodalError
 from polymodal.utils.io import atomic_write_text, read_json
 from polymodal.utils.progress import progress
@@ -40,6 +42,7 @@ KINDS = ("auto", "flat", "hnsw", "ivf")
 EXACT_BELOW = 50_000  # rows; an exact scan of fewer unit vectors is fast enough on a CPU
 MIN_RECALL = 0.95  # Recall@10 against exact search that an automatically chosen IVF index keeps
 HNSW_M, HNSW_EF_CONSTRUCTION, HNSW_EF_SEARCH = 32, 100, 256
+BATCH_SIZE = 64  # rows per encoder pass (as the training cache's warm-up): fast, little memory
 
 
 class SearchError(PolymodalError, ValueError):
@@ -104,25 +107,41 @@ def embed(
     base_dir: Path,
     source: str,
     bad_cells: str = "raise",
-    batch_size: int = 256,
+    batch_size: int = BATCH_SIZE,
     access: FileAccess = ANYWHERE,
+    runner: Any = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Unit vectors (N, dim) of one input's column, and which rows were present (N,).
-    ``access``: the folders path cells may name (a collection table: the pipeline's rule)."""
+
+    ``batch_size`` rows at a time are read, decoded and encoded in one encoder pass, so memory
+    stays bounded by a batch (1,911 icons at 224 px are 1.1 GB of pixels) whatever the table's
+    size. A frozen encoder goes through its feature cache when one is attached (see
+    :func:`build_index`). ``runner``: an ONNX tower (:mod:`polymodal.export.towers`) in place
+    of the PyTorch encoder and tower. ``access``: the folders path cells may name."""
     pre = art.pipeline.preprocessors[inp.name]
-    data = pre.transform(
-        frame, inp.cols, base_dir, source=source, bad_cells=bad_cells, access=access
-    )
     encoder = art.model.encoders[art.model.tied.get(inp.name, inp.name)]
+    cache = art.model.feature_caches.get(inp.name)
     art.model.eval()
-    chunks = []
-    with progress(len(data), f"{inp.name}: embedding for the index") as bar:
-        for start in range(0, len(data), batch_size):
-            rows = torch.arange(start, min(start + batch_size, len(data)))
-            chunks.append(head.embed(inp.name, encoder(data.rows(rows))).float())
-            bar.advance(len(rows))
-    vectors = torch.cat(chunks) if chunks else torch.zeros(0, head.dim)
-    return vectors.numpy(), data.present.numpy()
+    chunks, present = [], []
+    shown = len(frame) if len(frame) > batch_size else 0  # a few queries: no bar
+    with progress(shown, f"{inp.name}: embedding for the index") as bar:
+        for start in range(0, len(frame), batch_size):
+            part = frame.iloc[start : start + batch_size]
+            data = pre.transform(
+                part, inp.cols, base_dir, source=source, bad_cells=bad_cells, access=access
+            )
+            x = data.rows(torch.arange(len(part)))
+            if runner is not None:
+                vectors = next(iter(runner({inp.name: x}, {inp.name: data.present}).values()))
+            else:
+                features = cache(encoder, x) if cache is not None else encoder(x)
+                vectors = head.embed(inp.name, features)
+            chunks.append(vectors.float())
+            present.append(data.present)
+            bar.advance(len(part))
+    if not chunks:
+        return np.zeros((0, head.dim), dtype=np.float32), np.zeros(0, dtype=bool)
+    return torch.cat(chunks).numpy(), torch.cat(present).numpy()
 
 
 # -- building, saving, loading ----------------------------------------------------------------
@@ -207,19 +226,26 @@ def build_index(
     kind: str = "auto",
     id_column: str | None = None,
     exact_below: int = EXACT_BELOW,
+    batch_size: int = BATCH_SIZE,
 ) -> SearchIndex:
     """Embed ``frame[column]`` with the retrieval head's tower for it and index the vectors.
-    Rows whose cell is missing (or unreadable, with ``data.bad_cells: mask``) are left out."""
+    Rows whose cell is missing (or unreadable, with ``data.bad_cells: mask``) are left out.
+    A frozen encoder runs only on rows the frozen-feature cache has not seen (the trainer's
+    ``feature_cache`` settings): indexing the training images again costs no encoder pass."""
+    from polymodal.train.loop import feature_caches  # here: serving never loads training code
+
     out_name, head = retrieval_head(art, output)
     inp = pair_input(art, head, column)
     if id_column is not None and id_column not in frame.columns:
         raise DataError(
             f"{source}: no id column {id_column!r}; the table has {list(frame.columns)}"
         )
-    vectors, present = embed(
-        art, head, inp, frame, base_dir, source, art.pipeline.bad_cells,
-        access=art.pipeline.access,
-    )  # fmt: skip
+    # a frozen encoder's features come from (and go to) the cache training and predict use
+    with feature_caches(art.model, art.pipeline, art.config.trainer):
+        vectors, present = embed(
+            art, head, inp, frame, base_dir, source, art.pipeline.bad_cells, batch_size,
+            access=art.pipeline.access,
+        )  # fmt: skip
     if not present.any():
         raise DataError(f"{source}, column {inp.cols[0]!r}: no row has a value to index")
     index, chosen, params = make_index(vectors[present], kind, exact_below)
@@ -317,9 +343,11 @@ def search(
     modality: str,
     k: int = 10,
     base_dir: Path | None = None,
+    onnx: Path | None = None,
 ) -> pd.DataFrame:
     """Top-``k`` rows of the index for each query (text strings, or image paths / bytes):
-    columns ``query, rank, id, score, <column>``."""
+    columns ``query, rank, id, score, <column>``. ``onnx``: the exported ``model.onnx``, whose
+    retrieval tower beside it embeds the queries (the ONNX backend)."""
     inp = query_input(art, si, modality)
     if not queries:
         raise ValueError("no query given: expected at least one text or image")
@@ -333,7 +361,9 @@ def search(
         )
     _, head = retrieval_head(art, si.meta["output"])
     frame = pd.DataFrame({inp.cols[0]: queries})
-    vectors, present = embed(art, head, inp, frame, base_dir or Path.cwd(), f"<{modality} query>")
+    runner = load_tower(onnx, si.meta["output"], inp.name) if onnx is not None else None
+    where = base_dir or Path.cwd()
+    vectors, present = embed(art, head, inp, frame, where, f"<{modality} query>", runner=runner)
     if not present.all():
         raise ValueError(f"query {int(np.argmin(present))} is empty: expected a {modality} value")
     scores, rows = si.index.search(np.ascontiguousarray(vectors, dtype=np.float32), k)
@@ -352,3 +382,47 @@ def search(
                 }
             )
     return pd.DataFrame(out)
+
+
+# -- what Predictor.index and Predictor.search run --------------------------------------------
+def index_table(
+    art: Artifact,
+    data: TableLike,
+    column: str,
+    where: str | Path | None,
+    kind: str = "auto",
+    id_column: str | None = None,
+    output: str | None = None,
+    base_dir: str | Path | None = None,
+) -> dict[str, Any]:
+    """Index ``column`` of ``data`` (a DataFrame or a table's path) into ``where``/index/;
+    returns the index's description (``meta`` without the ids and cells) and its path."""
+    if where is None:  # before minutes of embedding, not after
+        raise ValueError("no model directory to store the index in: pass model_dir")
+    frame, base, src = read_any(data, "index", base_dir)
+    si = build_index(art, frame, column, base, src, output, kind, id_column)
+    path = save_index(where, si)
+    described = {k: v for k, v in si.meta.items() if k not in ("ids", "values")}
+    return {**described, "path": str(path)}
+
+
+def search_saved(
+    art: Artifact,
+    where: str | Path | None,
+    text: str | list[str] | None,
+    image: str | Path | bytes | list[Any] | None,
+    k: int = 10,
+    column: str | None = None,
+    onnx: Path | None = None,
+) -> pd.DataFrame:
+    """:func:`search` of the index stored in ``where`` with the text or the image queries."""
+    if (text is None) == (image is None):
+        raise ValueError("search needs exactly one of text= or image=")
+    if where is None:
+        raise ValueError("no model directory holding an index: pass model_dir")
+    si = load_index(where, column)
+    raw = text if text is not None else image
+    queries = list(raw) if isinstance(raw, list) else [raw]
+    if image is not None:
+        queries = [q if isinstance(q, bytes) else str(q) for q in queries]
+    return search(art, si, queries, "text" if text is not None else "image", k, onnx=onnx)
