@@ -169,9 +169,11 @@ def run_watch(args: argparse.Namespace, save: Any) -> dict[str, list[Outcome]]:
         for name in sorted(ENCODERS, key=COST.index):
             results.setdefault(name, []).append(watch_fit(name, False, train, val, test, args))
             log(f"watch fold {fold} {name}", results[name][-1])
-        fused = watch_fit("minirocket_diff", True, train, val, test, args)
-        results.setdefault("minirocket_diff+side", []).append(fused)
-        log(f"watch fold {fold} minirocket_diff+side", fused)
+        for name in RIDGE:  # fused with side, left wrists mirrored
+            out = watch_fit(name, True, train, val, test, args)
+            results.setdefault(f"{name}+side", []).append(out)
+            log(f"watch fold {fold} {name}+side", out)
+        fused = results["minirocket_diff+side"][-1]
         for side in (False, True):
             key = "minirocket_sklearn_ridge" + ("+side" if side else "")
             both = pd.concat([train, val])  # six subjects, as the reference

@@ -8,6 +8,12 @@ the whole fit (``epochs: 0``); with trainable ones it starts gradient training f
 solution. Ridge scores are not log-odds: a temperature fitted on the leave-one-out scores (by
 log-likelihood) turns them into logits, so probabilities stay sensible; the predicted class is
 the ridge one. Class weights and label smoothing do not apply here.
+
+Windows of one row (a recording cut into overlapping windows) are not independent: leaving one
+window out still leaves its overlapping neighbours in, so its leave-one-out score is nearly a
+training score, the penalty comes out too small and the temperature too cold (probabilities of 0
+and 1, which the mean log-probability over a row's windows then turns into a veto). With windows
+the left-out unit is the row: all its windows at once (the same closed form, block by block).
 """
 
 from __future__ import annotations
@@ -55,6 +61,8 @@ def fused_features(
             targets.setdefault(k, []).append(v.cpu())
     model.train(was)
     x, y = torch.cat(feats), {k: torch.cat(v) for k, v in targets.items()}
+    if not shard and data.dataset.row_of is not None:  # windows: the rows they came from
+        y["__row__"] = data.dataset.row_of
     if shard:
         x, y = dist.gather_rows(x), {k: dist.gather_rows(v) for k, v in y.items()}
     return x, y
@@ -70,10 +78,13 @@ def indicators(task: str, target: Tensor, outputs: int) -> Tensor:
     return target.double().reshape(len(target), -1)
 
 
-def solve(x: Tensor, t: Tensor, alphas: tuple[float, ...] = ALPHAS) -> dict[str, Any]:
+def solve(
+    x: Tensor, t: Tensor, alphas: tuple[float, ...] = ALPHAS, groups: Tensor | None = None
+) -> dict[str, Any]:
     """Ridge of ``t`` (N, K) on standardised ``x`` (N, D), the penalty with the smallest
-    leave-one-out squared error: ``weight`` (D, K) and ``bias`` (K,) for raw ``x``, ``alpha``,
-    and the leave-one-out predictions ``loo`` (N, K)."""
+    leave-one-out squared error (leaving out a whole group at once where ``groups`` (N,) is
+    given): ``weight`` (D, K) and ``bias`` (K,) for raw ``x``, ``alpha``, and the leave-one-out
+    predictions ``loo`` (N, K)."""
     n, d = x.shape
     if min(n, d) > MAX_SIDE:
         raise ValueError(
@@ -103,9 +114,13 @@ def solve(x: Tensor, t: Tensor, alphas: tuple[float, ...] = ALPHAS) -> dict[str,
             inv[free] = 0.0
             coef = proj @ (inv[:, None] * qt)  # dual coefficients (N, K)
             resid = coef / ((proj**2) @ inv).clamp(min=1e-300)[:, None]
+            if groups is not None:
+                resid = _grouped(proj, alpha * inv, alpha * coef, groups)
         else:  # residual_i = (t_i - fitted_i) / (1 - hat_ii)
             fitted, hat = proj @ (inv[:, None] * qt), (proj**2) @ inv + 1.0 / n
             resid = (tc - fitted) / (1 - hat).clamp(min=1e-12)[:, None]
+            if groups is not None:
+                resid = _grouped(proj, -inv, tc - fitted, groups, n)
         err = float(resid.pow(2).mean())
         if not best or err < best["error"]:
             weight = xs.T @ coef if basis is None else basis @ (inv[:, None] * qt)  # (D, K)
@@ -113,6 +128,23 @@ def solve(x: Tensor, t: Tensor, alphas: tuple[float, ...] = ALPHAS) -> dict[str,
     w = best["coef"] / std[:, None]  # (D, K) for raw features
     return {"weight": w, "bias": t_mean - mean @ w, "alpha": best["alpha"],
             "loo": t - best["resid"], "loo_error": best["error"]}  # fmt: skip
+
+
+def _grouped(
+    proj: Tensor, weights: Tensor, resid: Tensor, groups: Tensor, primal_rows: int = 0
+) -> Tensor:
+    """Leave-one-group-out residuals (N, K) of a linear smoother: for each group g,
+    (I - H)_gg^-1 (t - H t)_g, given ``resid`` = t - H t. (I - H) is proj diag(weights)
+    proj^T in the dual, and I - 1/n - proj diag(-weights) proj^T with the primal's unpenalised
+    intercept (``primal_rows`` = n)."""
+    out = torch.empty_like(resid)
+    for g in torch.unique(groups):
+        at = (groups == g).nonzero().flatten()
+        block = (proj[at] * weights) @ proj[at].T
+        if primal_rows:
+            block = block + torch.eye(len(at), dtype=block.dtype) - 1.0 / primal_rows
+        out[at] = torch.linalg.lstsq(block, resid[at]).solution
+    return out
 
 
 def temperature(task: str, scores: Tensor, target: Tensor) -> float:
@@ -159,9 +191,10 @@ def fit_ridge_heads(model: nn.Module, data: Any, device: torch.device | str) -> 
     x, targets = fused_features(model, data, device)
     heads: Any = model.heads
     info: dict[str, Any] = {}
+    groups = targets.pop("__row__", None)
     for name, linear in linears.items():
         task = str(heads[name].task)
-        fit = solve(x, indicators(task, targets[name], linear.out_features))
+        fit = solve(x, indicators(task, targets[name], linear.out_features), groups=groups)
         temp = temperature(task, fit["loo"], targets[name])
         with torch.no_grad():
             linear.weight.copy_((fit["weight"].T / temp).to(linear.weight))

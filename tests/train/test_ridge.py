@@ -31,6 +31,34 @@ def test_solve_is_scikit_learns_ridge_classifier_cv(features):
     np.testing.assert_allclose(ours, ref.decision_function(scaled.transform(test)), atol=1e-6)
 
 
+@pytest.mark.parametrize("features", [300, 12])  # dual and primal forms
+def test_leave_one_group_out_equals_refitting_without_the_group(features):
+    """Windows of one row leave together: the closed-form residuals equal those of a ridge
+    refitted (same penalty, the same standardisation) without the group's rows."""
+    rng = np.random.default_rng(2)
+    x = torch.from_numpy(rng.normal(size=(45, features)) + 1.0)
+    t = indicators("multiclass", torch.from_numpy(rng.integers(0, 3, 45)), 3)
+    groups = torch.arange(45) // 4  # 12 groups (the last of 1)
+    alpha = (10.0,)
+    fit = solve(x, t, alphas=alpha, groups=groups)
+    mean, std = x.mean(0), x.std(0, correction=0)
+    xs = (x - mean) / std
+    for g in (0, 5, 11):  # the scaling stays all rows' (as in scikit-learn's leave-one-out)
+        out = groups == g
+        refit = solve_fixed_scale(xs[~out], t[~out], alpha[0])
+        np.testing.assert_allclose(fit["loo"][out], refit(xs[out]), atol=1e-8)
+    single = solve(x, t, alphas=alpha)  # without groups: every row alone
+    assert not torch.allclose(single["loo"], fit["loo"])
+
+
+def solve_fixed_scale(xs: torch.Tensor, t: torch.Tensor, alpha: float):
+    """Ridge with an unpenalised intercept on features used as they are (no rescaling)."""
+    xm, tm = xs.mean(0), t.mean(0)
+    a = (xs - xm).T @ (xs - xm) + alpha * torch.eye(xs.shape[1], dtype=xs.dtype)
+    w = torch.linalg.solve(a, (xs - xm).T @ (t - tm))
+    return lambda z: (z - xm) @ w + tm
+
+
 def test_regression_targets_and_temperature():
     rng = np.random.default_rng(1)
     x = rng.normal(size=(80, 5))
