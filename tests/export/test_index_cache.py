@@ -7,6 +7,7 @@ import math
 
 import numpy as np
 import pytest
+import torch
 
 from polymodal import Predictor
 from polymodal.export import index as ix
@@ -114,3 +115,36 @@ def test_index_reports_progress(trained, tmp_path, monkeypatch, caplog):
         )
     lines = [r.getMessage() for r in caplog.records if "embedding for the index" in r.message]
     assert any("128/150 rows" in line for line in lines), lines
+
+
+def test_files_decode_on_one_thread_and_the_encoder_keeps_every_thread(trained, tmp_path):
+    """Per-file decoding is tiny ops (one thread: no hand-off waits on a busy machine); the
+    setting is restored for the encoder's passes and after the call, even after an error."""
+    folder, _ = trained
+    pred = Predictor.load(folder / "m")
+    pre = pred.artifact_.pipeline.preprocessors["photo"]
+    encoder = pred.artifact_.model.encoders["photo"]
+    seen: dict[str, list[int]] = {"decode": [], "encode": []}
+    transform, forward = pre.transform, encoder.forward
+
+    def decode(*args, **kwargs):
+        seen["decode"].append(torch.get_num_threads())
+        return transform(*args, **kwargs)
+
+    def encode(x):
+        seen["encode"].append(torch.get_num_threads())
+        return forward(x)
+
+    pre.transform, encoder.forward = decode, encode
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        make_table(tmp_path, n=70, seed=9).to_csv(tmp_path / "t.csv", index=False)
+        pred.index(tmp_path / "t.csv", "photo", model_dir=tmp_path)
+        assert seen == {"decode": [1, 1], "encode": [2, 2]}
+        assert torch.get_num_threads() == 2
+        with pytest.raises(RuntimeError), ix.one_thread():
+            raise RuntimeError
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(threads)
