@@ -68,6 +68,7 @@ class Served:
         self.art: Artifact = load_artifact(model_dir)
         self.backend = backend
         self.runner = None
+        self.onnx_path: Path | None = None  # model.onnx on the ONNX backend (/search: its towers)
         if backend == "onnx":
             from polymodal.export.onnx import OnnxModel
 
@@ -76,7 +77,7 @@ class Served:
                 raise FileNotFoundError(
                     f"{onnx_path} not found: run `polymodal export {model_dir}` first"
                 )
-            self.runner = OnnxModel(onnx_path)
+            self.runner, self.onnx_path = OnnxModel(onnx_path), onnx_path
         self.data_dir = Path(data_dir).resolve() if data_dir else None
         self.max_decode_bytes = max_decode_bytes
         self.columns = S.input_columns(self.art)
@@ -211,7 +212,9 @@ def create_app(
         summary="Predict one row sent as a multipart form (image/audio as file uploads)",
         route_class_override=FormRoute,
     )
-    add_search_route(app, served.art, model_dir, served.data_dir, max_decode_bytes)
+    add_search_route(
+        app, served.art, model_dir, served.data_dir, max_decode_bytes, served.onnx_path
+    )
     return app
 
 
