@@ -18,6 +18,7 @@ import json
 import os
 import struct
 import uuid
+import weakref
 from pathlib import Path
 from typing import Any
 
@@ -41,12 +42,31 @@ def is_frozen(encoder: nn.Module) -> bool:
 
 
 def weights_digest(module: nn.Module) -> str:
-    """Hash of every parameter and buffer: other weights, other namespace."""
+    """Hash of every parameter and buffer: other weights, other namespace. Remembered per
+    module while no tensor is replaced or changed in place (their version counters), so a
+    served model does not hash its ~100 MB of weights again for every search request."""
+    try:
+        seen: tuple[Any, ...] | None = (
+            *((n, id(t), t._version) for n, t in module.named_parameters()),
+            *((n, id(t), t._version) for n, t in module.named_buffers()),
+        )
+    except RuntimeError:  # an inference-mode tensor keeps no version: hash every time
+        seen = None
+    known = _DIGESTS.get(module)
+    if seen is not None and known is not None and known[0] == seen:
+        return known[1]
     h = hashlib.blake2b(digest_size=HASH_BYTES)
     for name, tensor in sorted(module.state_dict().items()):
         h.update(name.encode())
         h.update(tensor.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes())
+    if seen is not None:
+        _DIGESTS[module] = (seen, h.hexdigest())
     return h.hexdigest()
+
+
+_DIGESTS: weakref.WeakKeyDictionary[nn.Module, tuple[tuple[Any, ...], str]] = (
+    weakref.WeakKeyDictionary()
+)
 
 
 def namespace(encoder: nn.Module, options: dict[str, Any], preprocessing: dict[str, Any]) -> str:

@@ -155,3 +155,26 @@ def test_predict_and_evaluate_reuse_the_cache(tmp_path):
     pd.testing.assert_frame_equal(first, again)
     assert loaded.evaluate(new, base_dir=tmp_path / "new")["n_rows"] == 12
     assert not loaded.artifact_.model.feature_caches  # detached again after the call
+
+
+def test_weights_digest_is_remembered_until_a_weight_changes(monkeypatch):
+    """A served model's digest (every search request checks it) is computed once; an in-place
+    update (an optimiser step, load_state_dict) or a replaced tensor gives a new one."""
+    from polymodal.encoders.cache import weights_digest
+
+    model = nn.Sequential(nn.Linear(4, 3), nn.BatchNorm1d(3))
+    first = weights_digest(model)
+    calls = []
+    real = nn.Module.state_dict
+    monkeypatch.setattr(
+        nn.Module, "state_dict", lambda self, *a, **k: calls.append(1) or real(self, *a, **k)
+    )
+    assert weights_digest(model) == first and not calls  # remembered: nothing hashed again
+    with torch.no_grad():
+        model[0].weight.add_(1.0)  # in place
+    changed = weights_digest(model)
+    assert changed != first and calls
+    model[1].running_mean = torch.ones(3)  # a replaced buffer
+    assert weights_digest(model) not in (first, changed)
+    model.load_state_dict(nn.Sequential(nn.Linear(4, 3), nn.BatchNorm1d(3)).state_dict())
+    assert weights_digest(model) == weights_digest(nn.Sequential(*[m for m in model]))
