@@ -206,12 +206,21 @@ def test_openapi_fuzz_finds_no_5xx(served):
     checks = [not_a_server_error, status_code_conformance, content_type_conformance,
               response_schema_conformance]  # fmt: skip
     runs = [(op, GenerationMode.POSITIVE, checks) for op in operations] + [
-        (op, GenerationMode.NEGATIVE, [*checks, negative_data_rejection])
+        (op, GenerationMode.NEGATIVE, [*checks, rejected_or_too_large])
         for op in operations
         if op.method.upper() == "POST"
     ]
     for op, mode, run in runs:
         _fuzz(op, mode, run)()
+
+
+def rejected_or_too_large(ctx, response, case):
+    """schemathesis's negative-data check, with 413 also counted as refusing: an invalid body
+    generated over the size limit (e.g. too many rows) is refused for its size before its
+    content is read (seen on seed 92426021075321424360454681138839424587)."""
+    if response.status_code == 413:
+        return None
+    return negative_data_rejection(ctx, response, case)
 
 
 def _fuzz(op, mode, checks):
