@@ -75,6 +75,13 @@ def fit(cfg: dict[str, Any], train: pd.DataFrame, val: pd.DataFrame, base: Path)
     return pred
 
 
+def speakers(table: pd.DataFrame, avmnist: Path) -> pd.Series:
+    """The FSDD speaker of each clip's sound track (from its AV-MNIST source row)."""
+    audio = pd.read_parquet(avmnist / "train.parquet", columns=["audio"])["audio"]
+    names = audio.str.extract(r"_([a-z]+)_\d+\.wav$")[0]
+    return pd.Series(names.to_numpy()[table["source"].to_numpy()], index=table.index)
+
+
 def best_val(pred: Any, output: str) -> float:
     """Validation accuracy of ``output`` at the epoch that was kept (lowest validation loss)."""
     hist = [h for h in pred.artifact_.history if "val" in h]
@@ -90,7 +97,10 @@ class State:
         settings = SETTINGS["quick" if args.quick else "full"]
         self.folder = moving_avmnist(args.data, settings)
         table = pd.read_csv(self.folder / "train.csv")
-        self.val = table.sample(settings["val_rows"], random_state=0)
+        if args.val_speaker:  # validation speaks with a voice training never hears
+            self.val = table[speakers(table, args.avmnist) == args.val_speaker]
+        else:
+            self.val = table.sample(settings["val_rows"], random_state=0)
         self.train, self.test = table.drop(self.val.index), pd.read_csv(self.folder / "test.csv")
         self.idx = resamples(len(self.test))
         self.right: dict[str, dict[str, np.ndarray]] = {"digit": {}, "direction": {}}
@@ -387,6 +397,10 @@ def main() -> None:
     ap.add_argument("--decode-clips", type=int, default=1000, help="0: no decoding measurement")
     ap.add_argument("--out", help="results file stem (default results / results_quick)")
     ap.add_argument("--merge", nargs="+", type=Path, help="join the JSON of runs of parts")
+    ap.add_argument("--val-speaker", help="validate on the clips of this AV-MNIST training "
+                    "speaker (jackson, nicolas, theo), train on the others' (default: 1,000 "
+                    "random clips validate)")  # fmt: skip
+    ap.add_argument("--avmnist", type=Path, default=SHARED / "avmnist", help=argparse.SUPPRESS)
     ap.add_argument("--axis-from", type=Path, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.merge:
@@ -404,7 +418,7 @@ def main() -> None:
         "command": command, "date": dt.date.today().isoformat(),
         "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores (shared), torch "
                    f"{torch.__version__}",
-        "settings": {"epochs": args.epochs, "arrow_epochs": args.arrow_epochs,
+        "settings": {"epochs": args.epochs, "arrow_epochs": args.arrow_epochs, "val_speaker": args.val_speaker,
                      **SETTINGS["quick" if args.quick else "full"]},
         "rows": [], "comparisons": [], "decoding": {},
     }  # fmt: skip
