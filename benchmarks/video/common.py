@@ -30,7 +30,11 @@ def video_input(method: str, size: int, frames: int, augment: bool = False) -> d
     if method == "r21d":
         encoder: dict[str, Any] = {"type": "video_r21d", "channels": [8, 16, 32], "out_dim": 64}
     else:
-        frame = FRAME_CNN
+        # "~global": the frame CNN averages its last map over the frame (where the digit sits
+        # is lost): the classic mean-pooled frame features, blind to position as to order
+        global_pool = method.endswith("~global")
+        method = method.removesuffix("~global")
+        frame = FRAME_CNN | {"pool": "global"} if global_pool else FRAME_CNN
         encoder = {"type": "video_frames", "frame_encoder": frame,
                    "temporal": method.removeprefix("frames_"), "hidden": 64}  # fmt: skip
     pre: dict[str, Any] = {"num_frames": frames, "image_size": size, "channels": 1}
