@@ -41,9 +41,10 @@ MAX_SIDE = 12_000  # min(rows, features) beyond this: a (side x side) eigenprobl
 @torch.no_grad()
 def fused_features(
     model: nn.Module, data: Any, device: torch.device | str, batch_size: int = 256
-) -> tuple[Tensor, dict[str, Tensor]]:
-    """(N, D) fused features (what the heads read) and the targets of every training row (or
-    window), the model in eval mode. ``data``: a dataset in memory (every rank holds every row)
+) -> tuple[Tensor, dict[str, Tensor], Tensor | None]:
+    """(N, D) fused features (what the heads read), the targets of every training row (or
+    window) and, for windows, the table row each came from (None otherwise), the model in eval
+    mode. ``data``: a dataset in memory (every rank holds every row)
     or a loader of a streamed table's shard (gathered from all ranks)."""
     was = model.training
     model.eval()
@@ -61,11 +62,9 @@ def fused_features(
             targets.setdefault(k, []).append(v.cpu())
     model.train(was)
     x, y = torch.cat(feats), {k: torch.cat(v) for k, v in targets.items()}
-    if not shard and data.dataset.row_of is not None:  # windows: the rows they came from
-        y["__row__"] = data.dataset.row_of
     if shard:
         x, y = dist.gather_rows(x), {k: dist.gather_rows(v) for k, v in y.items()}
-    return x, y
+    return x, y, None if shard else data.dataset.row_of
 
 
 def indicators(task: str, target: Tensor, outputs: int) -> Tensor:
@@ -188,10 +187,9 @@ def fit_ridge_heads(model: nn.Module, data: Any, device: torch.device | str) -> 
     linears = ridge_heads(model)
     if not linears:
         return {}
-    x, targets = fused_features(model, data, device)
+    x, targets, groups = fused_features(model, data, device)
     heads: Any = model.heads
     info: dict[str, Any] = {}
-    groups = targets.pop("__row__", None)
     for name, linear in linears.items():
         task = str(heads[name].task)
         fit = solve(x, indicators(task, targets[name], linear.out_features), groups=groups)

@@ -130,6 +130,15 @@ def test_minirocket_matches_the_reference_transform():
         assert torch.equal(bias, bias.sort(-1).values)
 
 
+def onnx_session(enc: nn.Module, x: torch.Tensor, path) -> ort.InferenceSession:
+    """``enc`` exported alone (input ``x``: batch and time axes dynamic), ready to run."""
+    torch.onnx.export(
+        enc, (x,), str(path), input_names=["x"], output_names=["y"],
+        dynamic_axes={"x": {0: "b", 1: "t"}}, opset_version=17, dynamo=False,
+    )  # fmt: skip
+    return ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+
+
 def test_minirocket_onnx_features_equal_torch_even_at_ties(tmp_path):
     """The biases are quantiles of the reference series' outputs, so those series hit them
     exactly: with exact integer convolutions both runtimes compare alike (no 1/T jumps)."""
@@ -140,11 +149,7 @@ def test_minirocket_onnx_features_equal_torch_even_at_ties(tmp_path):
     for r, s in enumerate(reference):
         x[r, : len(s), :3] = torch.tensor(s)
         x[r, : len(s), 3] = 1.0
-    torch.onnx.export(
-        enc, (x,), str(tmp_path / "m.onnx"), input_names=["x"], output_names=["y"],
-        dynamic_axes={"x": {0: "b", 1: "t"}}, opset_version=17, dynamo=False,
-    )  # fmt: skip
-    runner = ort.InferenceSession(str(tmp_path / "m.onnx"), providers=["CPUExecutionProvider"])
+    runner = onnx_session(enc, x, tmp_path / "m.onnx")
     with torch.no_grad():
         want = enc(x).numpy()
     assert np.array_equal(runner.run(None, {"x": x.numpy()})[0], want)
@@ -210,10 +215,6 @@ def test_minirocket_difference_adds_the_features_of_the_first_difference(tmp_pat
         got = enc(x)
         assert torch.equal(got[:, : plain.out_dim], plain(x))
         assert torch.allclose(got[:, plain.out_dim :], enc.derivative(diff), atol=1e-6)
-    torch.onnx.export(
-        enc, (x,), str(tmp_path / "m.onnx"), input_names=["x"], output_names=["y"],
-        dynamic_axes={"x": {0: "b", 1: "t"}}, opset_version=17, dynamo=False,
-    )  # fmt: skip
-    runner = ort.InferenceSession(str(tmp_path / "m.onnx"), providers=["CPUExecutionProvider"])
+    runner = onnx_session(enc, x, tmp_path / "m.onnx")
     with torch.no_grad():
         assert np.array_equal(runner.run(None, {"x": x[:, :30].numpy()})[0], enc(x[:, :30]).numpy())
