@@ -30,9 +30,7 @@ fixed-shape convolution, pooling and comparison, so it exports to ONNX.
 
 from __future__ import annotations
 
-import functools
 import itertools
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
@@ -42,6 +40,7 @@ from torch import Tensor
 
 from polymodal.encoders.series import SeriesEncoder, step_mask
 from polymodal.registry import register
+from polymodal.utils.threads import split_map
 
 KERNEL_LENGTH = 9
 COMBINATIONS = list(itertools.combinations(range(KERNEL_LENGTH), 3))  # 84 kernels
@@ -176,8 +175,10 @@ class MiniRocket(SeriesEncoder):
         every real step (zero padding beyond the ends), the other 42 only the steps whose nine
         taps are all real (the reference's unpadded half)."""
         keep = step_mask(x).to(x.dtype)  # (B, T)
+        if not _exporting() and bool(keep.all()):
+            return self._gap_free(x)
         values = on_grid(x[..., :-1]) * keep[..., None]  # (B, T, C), gaps zero
-        if not (torch.onnx.is_in_onnx_export() or torch.jit.is_tracing()):
+        if not _exporting():
             spare = -x.shape[1] % 8  # whole int64 words for count_above (masked steps)
             values, keep = F.pad(values, (0, 0, 0, spare)), F.pad(keep, (0, spare))
         values = values.transpose(1, 2)  # (B, C, T)
@@ -201,11 +202,42 @@ class MiniRocket(SeriesEncoder):
             out.append((hits.to(values.dtype) / steps).flatten(1))  # (B, 84 * n)
         return torch.cat(out, dim=1)
 
+    def _gap_free(self, x: Tensor) -> Tensor:
+        """:meth:`features` of a batch with no gap or padding, in eager mode: the same integers
+        with less work. No penalty channel is needed, and the unpadded half is convolved and
+        counted only where its taps lie inside the series (a third less work on 200 steps)."""
+        values = on_grid(x[..., :-1]).transpose(1, 2)  # (B, C, T)
+        steps = values.shape[-1]
+        out = []
+        for i, dilation in enumerate(self.dilations):
+            weight = getattr(self, f"weight_{i}")[:, :-1]  # without the penalty channel
+            bias: Tensor = getattr(self, f"bias_{i}")
+            reach = (KERNEL_LENGTH // 2) * dilation
+            conv = F.conv1d(values, weight[:HALF], padding=reach, dilation=dilation)
+            ppv = [count_above(conv, bias[:HALF]).to(values.dtype) / steps]
+            inside = steps - 2 * reach
+            if inside > 0:
+                conv = F.conv1d(values, weight[HALF:], dilation=dilation)  # (B, 42, inside)
+                ppv.append(count_above(conv, bias[HALF:]).to(values.dtype) / inside)
+            else:  # no step has all its taps inside: no hit (as the general path)
+                ppv.append(values.new_zeros(len(values), HALF, bias.shape[1]))
+            out.append(torch.cat(ppv, dim=1).flatten(1))  # (B, 84 * n)
+        return torch.cat(out, dim=1)
+
     def forward(self, x: Tensor) -> Tensor:
+        if _exporting():
+            return self._forward(x)
+        return split_map(self._forward, x)  # a part of the batch per core (see utils.threads)
+
+    def _forward(self, x: Tensor) -> Tensor:
         out = self.features(x) - self.feature_mean  # (B, out_dim)
         if self.derivative is None:
             return out
         return torch.cat([out, self.derivative(first_difference(x, self.difference_scale))], 1)
+
+
+def _exporting() -> bool:
+    return bool(torch.onnx.is_in_onnx_export() or torch.jit.is_tracing())
 
 
 def first_difference(x: Tensor, scale: Tensor) -> Tensor:
@@ -284,7 +316,7 @@ def count_above(values: Tensor, thresholds: Tensor) -> Tensor:
     steps) and the eight lanes added at the end, in cache-sized chunks of the batch. On a CPU,
     NumPy compares each kernel's outputs of the whole chunk (rows x steps in one run) with each
     threshold: long inner loops, about three times faster than row by row."""
-    if torch.onnx.is_in_onnx_export() or torch.jit.is_tracing():
+    if _exporting():
         return (values[:, :, None, :] > thresholds[None, :, :, None]).sum(-1)
     b, k, t = values.shape
     n = thresholds.shape[1]
@@ -292,7 +324,7 @@ def count_above(values: Tensor, thresholds: Tensor) -> Tensor:
     total = torch.zeros(b, k, n, dtype=torch.long, device=values.device)
     rows = max(1, min(CHUNK_BYTES // (4 * k * t), COMPARE_BYTES // (k * n * t)))
 
-    def count(start: int) -> None:  # rows start.. of ``total``
+    for start in range(0, b, rows):
         for at in range(0, t, PACKED_BLOCK):
             block = values[start : start + rows, :, at : at + PACKED_BLOCK]
             spare = -block.shape[-1] % 8
@@ -300,21 +332,7 @@ def count_above(values: Tensor, thresholds: Tensor) -> Tensor:
                 block = F.pad(block, (0, spare), value=float("-inf"))
             counts = _count_cpu(block, thresholds) if cpu else _count_packed(block, thresholds)
             total[start : start + rows] += counts
-
-    starts = range(0, b, rows)
-    threads = torch.get_num_threads()
-    if cpu and threads > 1 and len(starts) > 1:  # NumPy's loops release the GIL: share out
-        list(_pool(threads).map(count, starts))
-    else:
-        for start in starts:
-            count(start)
     return total
-
-
-@functools.cache
-def _pool(threads: int) -> ThreadPoolExecutor:
-    """Threads for :func:`count_above` (one pool per thread count, kept for the process)."""
-    return ThreadPoolExecutor(threads, thread_name_prefix="minirocket")
 
 
 def _count_packed(block: Tensor, thresholds: Tensor) -> Tensor:

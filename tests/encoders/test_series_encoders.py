@@ -172,20 +172,40 @@ def test_count_above_packed_equals_plain_comparison(steps, dtype):
     assert torch.equal(count_above(values, thresholds), plain)
 
 
-def test_count_above_shares_chunks_among_threads_and_lanes_reach_their_limit():
+def test_count_above_chunks_and_lanes_reach_their_limit():
     g = torch.Generator().manual_seed(0)
     values = torch.randn(64, 84, 200, generator=g).round(decimals=1)  # several chunks
     thresholds = torch.randn(84, 6, generator=g).round(decimals=1).sort(-1).values
     plain = (values[:, :, None, :] > thresholds[None, :, :, None]).sum(-1)
-    before = torch.get_num_threads()
-    try:
-        torch.set_num_threads(2)
-        assert torch.equal(count_above(values, thresholds), plain)
-    finally:
-        torch.set_num_threads(before)
+    assert torch.equal(count_above(values, thresholds), plain)
     every = torch.full((2, 3, PACKED_BLOCK), 5.0)  # 127 in each byte lane of every word
     assert count_above(every, torch.zeros(3, 2)).eq(PACKED_BLOCK).all()
     assert lane_sums(torch.full((4,), 0x7F7F7F7F7F7F7F7F)).eq(8 * 127).all()
+
+
+@pytest.mark.parametrize("steps", [60, 20])  # 20: the widest kernels have no inner step
+def test_minirocket_gap_free_batches_take_a_shorter_path_to_the_same_features(steps, tmp_path):
+    """A batch without gaps skips the penalty channel and the unpadded half's edges; the
+    features are the very integers of the general path (here: one masked step appended),
+    also split over two threads, and ONNX (always the general graph) agrees."""
+    rng = np.random.default_rng(3)
+    reference = [rng.normal(size=(60, 3)).tolist() for _ in range(4)]
+    enc = MiniRocket(3, 60, reference, num_features=840, difference=True).eval()
+    x = torch.cat([torch.randn(40, steps, 3), torch.ones(40, steps, 1)], dim=-1)
+    with torch.no_grad():
+        general = enc(pad(x, 1))  # a gap at the end: the general path
+        before = torch.get_num_threads()
+        try:
+            torch.set_num_threads(1)
+            serial = enc(x)
+            torch.set_num_threads(2)
+            split = enc(x)  # two parts of 20 rows, one thread each
+            assert torch.get_num_threads() == 2
+        finally:
+            torch.set_num_threads(before)
+    assert torch.equal(serial, general) and torch.equal(split, general)
+    runner = onnx_session(enc, x[:5], tmp_path / "m.onnx")
+    assert np.array_equal(runner.run(None, {"x": x[:5].numpy()})[0], general[:5].numpy())
 
 
 def test_minirocket_difference_adds_the_features_of_the_first_difference(tmp_path):
