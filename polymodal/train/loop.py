@@ -35,6 +35,7 @@ from polymodal.evaluation.distributed import evaluate_all
 from polymodal.evaluation.evaluate import monitor_value, move
 from polymodal.train.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from polymodal.train.distributed import accelerator, train_loader
+from polymodal.train.neighbours import fill_neighbour_indexes
 from polymodal.train.optim import make_optimizer, modality_dropout
 from polymodal.train.ridge import fit_ridge_heads
 from polymodal.train.schedule import lr_at
@@ -89,6 +90,7 @@ def train(
     check_same(state.epoch, "the epoch to resume from (is the output folder shared?)")
     deadline = time.perf_counter() + cfg.time_limit if cfg.time_limit else None
     with feature_caches(raw, pipeline, cfg) as caches:
+        fill_neighbour_indexes(raw, train_ds, acc.device, cfg.batch_size)  # retrieve: k heads
         if cfg.head_solver == "ridge" and last is None:  # closed-form heads, then epochs
             fit_ridge_heads(raw, train_ds if isinstance(train_ds, TableDataset) else loader,
                             acc.device)  # fmt: skip
