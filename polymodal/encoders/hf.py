@@ -108,6 +108,25 @@ def find_layers(model: nn.Module) -> nn.ModuleList:
     return max(lists, key=len)
 
 
+def keep_blocks(model: nn.Module, keep: list[int]) -> None:
+    """Drop every block of ``model`` but ``keep`` (indices into its stack, kept in that order,
+    their weights as loaded): DistilBERT's student, initialised from every other layer of its
+    teacher, runs in proportion to the blocks it keeps."""
+    layers = find_layers(model)
+    if not keep or any(not 0 <= i < len(layers) for i in keep) or len(set(keep)) < len(keep):
+        raise ValueError(
+            f"keep_layers: expected distinct block indices in 0..{len(layers) - 1} "
+            f"({type(model).__name__} has {len(layers)} blocks), got {keep}"
+        )
+    kept = [layers[i] for i in keep]
+    for i in reversed(range(len(layers))):
+        del layers[i]
+    layers.extend(kept)
+    config = getattr(model, "config", None)
+    if config is not None and hasattr(config, "num_hidden_layers"):
+        config.num_hidden_layers = len(keep)  # head masks and the like are sized from it
+
+
 def image_size_of(cfg: PretrainedConfig, model_name: str | None) -> int | None:
     """Input resolution from the config, or else the model's ``preprocessor_config.json``."""
     size = getattr(cfg, "image_size", None)
@@ -166,6 +185,7 @@ class HFEncoder(Encoder):
         train_top_layers: int | None = None,  # with freeze: train only the last N blocks
         pooling: str = "mean",  # mean | cls | pooler
         max_length: int = 128,  # text: longer inputs are truncated
+        keep_layers: list[int] | None = None,  # only these blocks, in order (a smaller student)
     ) -> None:
         super().__init__()
         if pooling not in POOLINGS:
@@ -178,6 +198,8 @@ class HFEncoder(Encoder):
         if modality == "text" and not model_name and vocab_size is not None:
             cfg.vocab_size = vocab_size  # random weights: size the table to the fitted tokenizer
         self.model = self._load(model_name, cfg, modality)
+        if keep_layers is not None:
+            keep_blocks(self.model, keep_layers)
         self.pretrained = model_name is not None  # real weights: the trainer's pretrained_lr
         self.modality = modality
         self.pad_id = pad_id
@@ -329,6 +351,7 @@ class MiniLM(HFEncoder):
         normalize: bool = False,  # L2-normalise, as sentence-transformers does
         max_length: int = 128,
         pooling: str = "mean",  # mean (how the model was trained) | cls
+        keep_layers: list[int] | None = None,  # e.g. [1, 3, 5]: a 3-block student of the 6
     ) -> None:
         super().__init__(
             modality="text",
@@ -338,6 +361,7 @@ class MiniLM(HFEncoder):
             train_top_layers=train_top_layers,
             pooling=pooling,
             max_length=max_length,
+            keep_layers=keep_layers,
         )
         self.normalize = normalize
 

@@ -176,3 +176,34 @@ def test_minilm_cls_pooling_is_the_first_token() -> None:
         hidden = mean.model(input_ids=x, attention_mask=(x != 0).long()).last_hidden_state
         assert torch.allclose(cls(x), hidden[:, 0], atol=1e-5)
         assert not torch.allclose(mean(x), cls(x))
+
+
+def test_keep_layers_keeps_those_blocks_with_their_weights() -> None:
+    """A student of the blocks ``keep_layers`` (DistilBERT-style): those blocks' weights, in
+    that order, and nothing of the others; what is saved loads into the same config."""
+    deep = {**BERT, "num_hidden_layers": 4}
+    full = build("text", deep)
+    student = build("text", deep, keep_layers=[3, 1])
+    assert len(student.model.encoder.layer) == 2 and student.model.config.num_hidden_layers == 2
+    for new, old in ((0, 3), (1, 1)):
+        for (_, a), (_, b) in zip(
+            student.model.encoder.layer[new].named_parameters(),
+            full.model.encoder.layer[old].named_parameters(),
+            strict=True,
+        ):
+            assert torch.equal(a, b)
+    assert not any(".layer.2." in k for k in student.state_dict())
+    again = build("text", deep, keep_layers=[3, 1])
+    again.load_state_dict(student.state_dict())
+    full.eval(), student.eval(), again.eval()
+    x = torch.randint(1, 30522, (2, 6))
+    with torch.no_grad():
+        assert torch.equal(again(x), student(x)) and not torch.allclose(student(x), full(x))
+    for bad in ([], [0, 4], [1, 1]):
+        with pytest.raises(ValueError, match="keep_layers"):
+            build("text", deep, keep_layers=bad)
+
+
+def test_minilm_keep_layers_loads_every_other_block() -> None:
+    student = MiniLM(keep_layers=[1, 3, 5])
+    assert len(student.model.encoder.layer) == 3 and student.out_dim == 384
