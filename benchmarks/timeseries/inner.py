@@ -13,7 +13,9 @@ the 7 flips other than the identity); ``augment`` (signal only: every training r
 seen mirrored through x, so that the model need not know the side); ``difference`` (flip x,
 plus MiniRocket's ``difference`` features); ``features20k`` (flip x, 20,000 features instead:
 is it the difference or just more features?); ``stride50`` (flip x and difference, training
-windows every 50 steps).
+windows every 50 steps); with flip x and difference also ``norms`` (the lengths of the
+acceleration and rotation-rate vectors as two more channels), ``seeds3`` (three seeded encoders
+side by side), ``coarseN`` (plus a MiniRocket of the series smoothed over N steps).
 """
 
 from __future__ import annotations
@@ -60,10 +62,39 @@ def flipped(frame: pd.DataFrame, d: tuple[int, ...] | None, every: bool = False)
     return frame.assign(series=cells)
 
 
+def norms(frame: pd.DataFrame) -> pd.DataFrame:
+    """Two more channels: the lengths of the acceleration and rotation-rate vectors (the same
+    however the watch sits on the wrist)."""
+    cells = [
+        np.concatenate([s, np.linalg.norm(s[:, :3], axis=1, keepdims=True),
+                        np.linalg.norm(s[:, 3:], axis=1, keepdims=True)], 1)
+        for s in frame["series"]
+    ]  # fmt: skip
+    return frame.assign(series=cells)
+
+
+def coarse(frame: pd.DataFrame, factor: int) -> pd.DataFrame:
+    """Each series averaged over ``factor`` steps and repeated back to its length: a second
+    MiniRocket on it sees patterns ``factor`` times longer at the same dilations."""
+    out = []
+    for s in frame["series"]:
+        kernel = np.ones(factor) / factor
+        out.append(np.stack([np.convolve(c, kernel, mode="same") for c in s.T], 1))
+    return frame.assign(series=out)
+
+
 def features(
     train: pd.DataFrame, others: list[pd.DataFrame], **options: Any
 ) -> list[tuple[np.ndarray, np.ndarray]]:
-    """(features, row of each window) of ``train`` and each of ``others``."""
+    """(features, row of each window) of ``train`` and each of ``others``; ``seeds``: the
+    features of that many differently seeded encoders side by side."""
+    seeds = options.pop("seeds", 1)
+    if seeds > 1:
+        parts = [features(train, others, **options, seed=s) for s in range(seeds)]
+        return [
+            (np.concatenate([p[i][0] for p in parts], 1), parts[0][i][1])
+            for i in range(len(parts[0]))
+        ]
     from polymodal.data.preprocess.series import SeriesPreprocessor
     from polymodal.encoders.minirocket import MiniRocket
 
@@ -85,10 +116,18 @@ def features(
 
 def score(train: pd.DataFrame, val: pd.DataFrame, **options: Any) -> tuple[int, int, int, int]:
     """(right windows, windows, right recordings, recordings) of ridge on ``val``."""
+    (x, rows), (xv, rows_v) = features(train, [val], **options)
+    return fit_score(x, rows, xv, rows_v, train, val)
+
+
+def fit_score(
+    x: np.ndarray, rows: np.ndarray, xv: np.ndarray, rows_v: np.ndarray,
+    train: pd.DataFrame, val: pd.DataFrame,
+) -> tuple[int, int, int, int]:  # fmt: skip
+    """Ridge on (x, train labels of its windows' rows), scored on xv."""
     from sklearn.linear_model import RidgeClassifierCV
     from sklearn.preprocessing import StandardScaler
 
-    (x, rows), (xv, rows_v) = features(train, [val], **options)
     scaler = StandardScaler().fit(x)
     model = RidgeClassifierCV(alphas=np.logspace(-3, 3, 10))
     model.fit(scaler.transform(x), train["label"].to_numpy()[rows])
@@ -98,6 +137,14 @@ def score(train: pd.DataFrame, val: pd.DataFrame, **options: Any) -> tuple[int, 
     mean = pd.DataFrame(decision).groupby(rows_v).mean()
     recordings = int((model.classes_[mean.to_numpy().argmax(1)] == truth[mean.index]).sum())
     return windows, len(rows_v), recordings, len(mean)
+
+
+def score_parts(train: pd.DataFrame, val: pd.DataFrame, factor: int) -> tuple[int, int, int, int]:
+    """:func:`score` on the difference features of the series and of a smoothed copy."""
+    (x, rows), (xv, rows_v) = features(train, [val], difference=True)
+    (x2, _), (xv2, _) = features(coarse(train, factor), [coarse(val, factor)], seed=7)
+    return fit_score(np.concatenate([x, x2], 1), rows, np.concatenate([xv, xv2], 1), rows_v,
+                     train, val)  # fmt: skip
 
 
 def variant(name: str, train: pd.DataFrame, val: pd.DataFrame) -> tuple[int, int, int, int]:
@@ -114,7 +161,13 @@ def variant(name: str, train: pd.DataFrame, val: pd.DataFrame) -> tuple[int, int
         "difference": {"difference": True},
         "features20k": {"num_features": 20_000},
         "stride50": {"difference": True, "train_stride": 50},
+        "seeds3": {"difference": True, "seeds": 3},
     }
+    if name == "norms":
+        return score(norms(flipped(train, x_flip)), norms(flipped(val, x_flip)), difference=True)
+    if name.startswith("coarse"):  # the difference features plus those of a smoothed copy
+        f = int(name[6:])
+        return score_parts(flipped(train, x_flip), flipped(val, x_flip), f)
     options = dict(settings[name])
     return score(flipped(train, x_flip), flipped(val, x_flip), **options)
 
