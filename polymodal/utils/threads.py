@@ -14,6 +14,7 @@ threads are as they were. With any other backend the setting is process-wide and
 from __future__ import annotations
 
 import functools
+import os
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -30,7 +31,7 @@ def split_map(fn: Callable[[Tensor], Tensor], x: Tensor, min_rows: int = 16) -> 
     parts = min(threads, len(x) // max(1, min_rows))
     if parts < 2 or x.device.type != "cpu" or not _openmp() or _in_worker():
         return fn(x)
-    return torch.cat(list(_pool(threads).map(fn, x.chunk(parts))))
+    return torch.cat(list(_pool(threads, os.getpid()).map(fn, x.chunk(parts))))
 
 
 @functools.cache
@@ -46,8 +47,9 @@ def _in_worker() -> bool:
 
 
 @functools.cache
-def _pool(threads: int) -> ThreadPoolExecutor:
-    """``threads`` worker threads, each with one intra-op thread, kept for the process."""
+def _pool(threads: int, pid: int) -> ThreadPoolExecutor:
+    """``threads`` worker threads, each with one intra-op thread, kept for the process (``pid``:
+    a forked child, which has none of its parent's threads, starts its own)."""
     ready = threading.Barrier(threads + 1)
 
     def start() -> None:
