@@ -233,7 +233,10 @@ class MiniRocket(SeriesEncoder):
         out = self.features(x) - self.feature_mean  # (B, out_dim)
         if self.derivative is None:
             return out
-        return torch.cat([out, self.derivative(first_difference(x, self.difference_scale))], 1)
+        steps = first_difference(x, self.difference_scale)
+        if not _exporting() and x.shape[1] > 1 and bool(steps[:, :-1, -1].all()):
+            steps = steps[:, :-1]  # no gap: the padded last step dropped, the shorter path's
+        return torch.cat([out, self.derivative(steps)], 1)
 
 
 def _exporting() -> bool:
