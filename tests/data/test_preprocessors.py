@@ -319,3 +319,26 @@ def test_categorical_groups_columns_and_pools_numbers(folder):
     out = pre.fit(frame, ["n", "s"], folder).transform(frame, ["n", "s"], folder)
     assert pre.spec() == {"cardinalities": [3, 3]}  # "3" and "x" kept (+ missing, unknown)
     assert out.values.tolist() == [[2, 2], [2, 1], [2, 2], [1, 0]]
+
+
+def test_audio_warp_stretches_mel_and_time_axes():
+    """``warp``: a factor of 1 leaves the log-mels as they were; a stretch moves a band up the
+    mel axis and an event later in time (anchored at the lowest band and the first frame)."""
+    from polymodal.data.preprocess.audio import warp_logmel
+
+    x = torch.zeros(1, 40, 60)
+    x[0, 10, :] = 1.0  # one band, all the time
+    x[0, :, 20] = 1.0  # one frame, every band
+    same = warp_logmel(x, 1e-9, torch.Generator().manual_seed(0))
+    assert torch.allclose(same, x, atol=1e-5)
+    g = torch.Generator().manual_seed(0)
+    scale = 1 + (torch.rand(1, 2, generator=g) * 2 - 1) * 0.3
+    out = warp_logmel(x, 0.3, torch.Generator().manual_seed(0))
+    band = int(out[0, :, 50].argmax())  # where the band went (away from the frame)
+    frame = int(out[0, 30, :].argmax())
+    assert abs((band + 0.5) - 10.5 * float(scale[0, 1])) <= 1.0
+    assert abs((frame + 0.5) - 20.5 * float(scale[0, 0])) <= 1.0
+    with pytest.raises(ValueError, match="warp"):
+        registry.build("preprocessor", {"type": "audio", "warp": 1.5})
+    on = registry.build("preprocessor", {"type": "audio", "warp": 0.2})
+    assert on.augments and not torch.equal(on.augment(x, torch.Generator().manual_seed(3)), x)

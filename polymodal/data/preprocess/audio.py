@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 import soundfile as sf
 import torch
+import torch.nn.functional as F
 
 from polymodal.data.base import Preprocessor, Transformed
 from polymodal.data.paths import ANYWHERE, FileAccess
@@ -60,6 +61,7 @@ class AudioPreprocessor(Preprocessor):
         time_mask: int = 10,  # max masked frames
         freq_mask: int = 8,  # max masked mel bins
         normalize: str = "global",  # "global": train-set mean/std; "per_clip": each clip's own
+        warp: float = 0.0,  # train-time stretch of the mel and time axes by up to +-warp
     ) -> None:
         if normalize not in ("global", "per_clip"):
             raise ValueError(
@@ -72,7 +74,9 @@ class AudioPreprocessor(Preprocessor):
         self.sample_rate, self.max_seconds, self.features = sample_rate, max_seconds, features
         self.n_fft, self.hop_length, self.n_mels = n_fft, hop_length, n_mels
         self.specaugment, self.time_mask, self.freq_mask = specaugment, time_mask, freq_mask
-        self.normalize = normalize
+        if not 0.0 <= warp < 1.0:
+            raise ValueError(f"audio preprocessing: warp must be in [0, 1), got {warp!r}")
+        self.normalize, self.warp = normalize, warp
         self.mean, self.std = 0.0, 1.0
         self._mel: torch.Tensor | None = None
 
@@ -251,11 +255,16 @@ class AudioPreprocessor(Preprocessor):
 
     @property
     def augments(self) -> bool:
-        return self.specaugment and self.features == "logmel"
+        return (self.specaugment or self.warp > 0) and self.features == "logmel"
 
     def augment(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-        """SpecAugment: one random time mask and one frequency mask per example."""
-        if not self.specaugment or self.features != "logmel":
+        """``warp`` (see :func:`warp_logmel`), then SpecAugment: one random time mask and one
+        frequency mask per example."""
+        if not self.augments:
+            return x
+        if self.warp > 0:
+            x = warp_logmel(x, self.warp, generator)
+        if not self.specaugment:
             return x
         b, n_mels, frames = x.shape
 
@@ -279,6 +288,21 @@ class AudioPreprocessor(Preprocessor):
 
     def load_fitted_state(self, state: dict[str, Any]) -> None:
         self.mean, self.std = float(state["mean"]), float(state["std"])
+
+
+def warp_logmel(x: torch.Tensor, most: float, generator: torch.Generator | None) -> torch.Tensor:
+    """(B, n_mels, T) log-mels, each stretched along the mel axis and along time by its own
+    random factors in [1 - most, 1 + most], anchored at the lowest band and the first frame
+    (what lies beyond the edges reads 0, the normalised mean). A longer or shorter vocal tract
+    scales a voice's formants (vocal tract length perturbation, Jaitly & Hinton 2013), and
+    speakers differ in tempo: both help a model hear a voice it was not trained on."""
+    b, n_mels, frames = x.shape
+    scale = 1 + (torch.rand(b, 2, generator=generator) * 2 - 1) * most  # (B, 2): time, mel
+    theta = torch.zeros(b, 2, 3)
+    theta[:, 0, 0], theta[:, 1, 1] = 1 / scale[:, 0], 1 / scale[:, 1]
+    theta[:, 0, 2], theta[:, 1, 2] = 1 / scale[:, 0] - 1, 1 / scale[:, 1] - 1  # -1 stays -1
+    grid = F.affine_grid(theta.to(x), [b, 1, n_mels, frames], align_corners=False)
+    return F.grid_sample(x[:, None], grid, align_corners=False)[:, 0]
 
 
 def _lengths(waves: torch.Tensor) -> torch.Tensor:
