@@ -57,12 +57,12 @@ def _unit(x: np.ndarray) -> np.ndarray:
 
 
 def ridge_retrieval(
-    x: dict[str, np.ndarray], y: dict[str, np.ndarray]
+    x: dict[str, np.ndarray], y: dict[str, np.ndarray], alphas: tuple[float, ...] = ALPHAS
 ) -> tuple[dict[str, Any], float]:
     """Ridge from ``x`` (image side) to ``y`` (text space), alpha chosen on val by mean R@10;
     returns the test metrics (image side named ``image``) and the chosen alpha."""
-    best: tuple[float, float] = (-1.0, ALPHAS[0])
-    for alpha in ALPHAS:
+    best: tuple[float, float] = (-1.0, alphas[0])
+    for alpha in alphas:
         model = Ridge(alpha=alpha).fit(x["train"], y["train"])
         m = _metrics(model.predict(x["val"]), y["val"])
         best = max(best, (m["mean_R@10"], alpha))

@@ -3,6 +3,8 @@ category as a sanity row, a COCO-mini end-to-end smoke run, and the ANN index ta
 
     python benchmarks/twemoji/run.py            # full run: writes results.json and results.md
     python benchmarks/twemoji/run.py --quick    # 160 rows per split, 2 epochs, 20k ANN vectors
+    python benchmarks/twemoji/run.py --part caption   # only the captioning rows, merged in
+    python benchmarks/twemoji/run.py --part style     # retrieval + restyled test icons, merged in
 
 Every polymodal model trains through the public API on the split of ``common.py``; hyper-
 parameters were chosen on the validation split (see README.md), the test split is scored once.
@@ -24,6 +26,8 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 import ann  # noqa: E402
 import baselines as B  # noqa: E402
+import restyle as R  # noqa: E402
+from bootstrap import paired  # noqa: E402
 from common import (  # noqa: E402
     DATA,
     caption_config,
@@ -40,7 +44,13 @@ RETRIEVAL_HEAD = {"dim": 256, "hidden": 1024, "dropout": 0.5, "temperature": 0.0
 # validation decodes greedily (cheap, every epoch); the test rows are decoded both ways
 CAPTION_HEAD = {"d_model": 256, "layers": 2, "ff_dim": 512, "dropout": 0.1, "max_length": 16,
                 "decoding": "greedy"}  # fmt: skip
+# retrieval-augmented captioning, chosen on the validation split (README.md)
+RAG_HEAD = {**CAPTION_HEAD, "retrieve": 5, "leave_out": "item", "no_repeat_ngram": 0}
 EPOCHS = {"retrieval": 10, "caption": 30, "category": 8}
+# tasks (table rows) each --part recomputes; the other rows of results.json are kept
+PARTS = {"caption": ("captioning", "captioning, paired bootstrap (test)"),
+         "style": ("retrieval", "retrieval, restyled test icons (grey)",
+                   "retrieval, restyled test icons (outline)")}  # fmt: skip
 
 
 class Rows:
@@ -100,18 +110,49 @@ def retrieval_baselines(pred: Predictor, frames: dict[str, pd.DataFrame], args: 
     return img
 
 
-def captioning(frames: dict[str, pd.DataFrame], img: dict[str, Any], args: argparse.Namespace, rows: Rows) -> None:  # fmt: skip
-    cfg = caption_config(args.epochs or EPOCHS["caption"], args.cache_dir, CAPTION_HEAD)
-    pred = Predictor(cfg).fit(frames["train"], val=frames["val"], base_dir=DATA)
+def captioning(frames: dict[str, pd.DataFrame], img: dict[str, Any] | None, args: argparse.Namespace, rows: Rows) -> None:  # fmt: skip
+    """The caption head without and with retrieval, against the nearest-neighbour caption."""
     refs = frames["test"]["text"].tolist()
-    for method in ("beam", "greedy"):
-        pred.artifact_.model.heads["text"].decoding = method
-        hyps = pred.predict(frames["test"], base_dir=DATA)["text"].tolist()
-        rows.add("captioning", f"polymodal caption head ({method}), frozen EfficientNet-Lite0",
-                 B.caption_scores(hyps, refs), round(pred.metrics_["train_seconds"], 1))  # fmt: skip
+    beam: dict[str, list[str]] = {}
+    for label, head in (("", CAPTION_HEAD), (f", retrieval-augmented (k={RAG_HEAD['retrieve']})", RAG_HEAD)):  # fmt: skip
+        cfg = caption_config(args.epochs or EPOCHS["caption"], args.cache_dir, head)
+        pred = Predictor(cfg).fit(frames["train"], val=frames["val"], base_dir=DATA)
+        for method in ("beam", "greedy"):
+            pred.artifact_.model.heads["text"].decoding = method
+            hyps = pred.predict(frames["test"], base_dir=DATA)["text"].tolist()
+            beam[label] = beam.get(label) or hyps
+            rows.add("captioning", f"polymodal caption head{label} ({method}), frozen EfficientNet-Lite0",
+                     B.caption_scores(hyps, refs), round(pred.metrics_["train_seconds"], 1))  # fmt: skip
+    if img is None:  # the same frozen features the caption models read (same cache)
+        img = {k: B.frozen_features(pred, frames[k], "image", DATA, args.cache_dir) for k in ("train", "test")}  # fmt: skip
     nn = B.nn_captions(img["train"], frames["train"]["text"].tolist(), img["test"])
     rows.add("captioning", "nearest-neighbour caption (EfficientNet-Lite0 cosine)", B.caption_scores(nn, refs), 0.0)  # fmt: skip
-    print("examples:", list(zip(refs[:8], hyps[:8], nn[:8], strict=True)), flush=True)
+    rag = beam[next(k for k in beam if k)]
+    boot = paired(nn, rag, refs)
+    rows.add("captioning, paired bootstrap (test)", "a: nearest-neighbour caption, b: retrieval-augmented head (beam)",
+             {"a_bleu4_ci95_low": boot["a_ci95"][0], "a_bleu4_ci95_high": boot["a_ci95"][1],
+              "b_bleu4_ci95_low": boot["b_ci95"][0], "b_bleu4_ci95_high": boot["b_ci95"][1],
+              "b_minus_a": boot["b_minus_a"], "b_minus_a_ci95_low": boot["b_minus_a_ci95"][0],
+              "b_minus_a_ci95_high": boot["b_minus_a_ci95"][1], "b_wins_share": boot["b_wins"]}, None)  # fmt: skip
+    print("examples:", list(zip(refs[:8], beam[""][:8], rag[:8], nn[:8], strict=True)), flush=True)
+
+
+def restyled(pred: Predictor, frames: dict[str, pd.DataFrame], img: dict[str, Any], args: argparse.Namespace, rows: Rows) -> None:  # fmt: skip
+    """Retrieval on the test icons drawn in styles training never saw, beside the clean split:
+    the trained space and the ridge reference, R@1 / R@10 both ways and the drop of R@10."""
+    clean = pred.metrics_["test"]["match"]
+    parts = {k: frames[k] for k in ("train", "val", "test")}
+    txt = {k: B.frozen_features(pred, f, "text", DATA, args.cache_dir) for k, f in parts.items()}
+    ridge_clean, alpha = B.ridge_retrieval(img, txt)
+    for style in R.STYLES:
+        out = Path(args.tmp) / "restyled"
+        frame = R.restyle(frames["test"], DATA, out, style)
+        styled = pred.evaluate(frame, base_dir=out)["match"]
+        task = f"retrieval, restyled test icons ({style})"
+        rows.add(task, "polymodal contrastive (as above)", R.with_drops(clean, styled), None)
+        feats = B.frozen_features(pred, frame, "image", out, args.cache_dir)
+        ridge = B.ridge_retrieval({**img, "test": feats}, txt, alphas=(alpha,))[0]
+        rows.add(task, f"ridge EfficientNet-Lite0 -> MiniLM (alpha {alpha:g})", R.with_drops(ridge_clean, ridge), None)  # fmt: skip
 
 
 def category(frames: dict[str, pd.DataFrame], args: argparse.Namespace, rows: Rows) -> None:
@@ -170,19 +211,36 @@ def coco_smoke(args: argparse.Namespace, rows: Rows) -> None:
                  round(pred.metrics_["train_seconds"], 1))  # fmt: skip
 
 
+def merge(old: list[dict[str, Any]], new: list[dict[str, Any]], tasks: tuple[str, ...]) -> list[dict[str, Any]]:  # fmt: skip
+    """``old`` rows with those of ``tasks`` replaced by ``new``, placed where they were."""
+    kept = [r for r in old if r["task"] not in tasks]
+    first = next((i for i, r in enumerate(old) if r["task"] in tasks), len(old))
+    at = sum(1 for r in old[:first] if r["task"] not in tasks)
+    return kept[:at] + new + kept[at:]
+
+
 def write(rows: Rows, ann_rows: list[dict[str, Any]], args: argparse.Namespace, seconds: float) -> None:  # fmt: skip
     for r in ann_rows:
         rows.rows.append({"task": f"ANN {r['n']:,} {r['data']} 384-d vectors", "model": f"FAISS {r['kind']} {r['params']}",
                           "metric": "queries_per_s | recall@10", "value": [r["queries_per_s"], r["recall@10"]],
                           "train_seconds": r["build_seconds"]})  # fmt: skip
     command = "python benchmarks/twemoji/run.py" + (" --quick" if args.quick else "")
-    result = {"command": command, "date": dt.date.today().isoformat(),
-              "total_seconds": round(seconds), "rows": rows.rows}  # fmt: skip
+    run = {"command": command + (f" --part {args.part}" if args.part else ""),
+           "date": dt.date.today().isoformat(), "total_seconds": round(seconds)}  # fmt: skip
     suffix = "_quick" if args.quick else ""
-    (HERE / f"results{suffix}.json").write_text(json.dumps(result, indent=2) + "\n")
-    lines = [f"# Twemoji results\n\n`{command}` on {result['date']}, {seconds / 60:.1f} min on this machine.\n",
-             "| task | model | metric | value | train s |", "|---|---|---|---|---|"]  # fmt: skip
-    for r in rows.rows:
+    path = HERE / f"results{suffix}.json"
+    if args.part:  # this part's rows replace the earlier ones; the rest stay as they were
+        result = json.loads(path.read_text())
+        result["rows"] = merge(result["rows"], rows.rows, PARTS[args.part])
+        result.setdefault("parts", {})[args.part] = run
+    else:
+        result = {**run, "rows": rows.rows}
+    path.write_text(json.dumps(result, indent=2) + "\n")
+    lines = [f"# Twemoji results\n\n`{result['command']}` on {result['date']}, {result['total_seconds'] / 60:.1f} min on this machine."]  # fmt: skip
+    for part, info in result.get("parts", {}).items():
+        lines.append(f"The {', '.join(PARTS[part])} rows: `{info['command']}` on {info['date']}, {info['total_seconds'] / 60:.1f} min.")  # fmt: skip
+    lines += ["", "| task | model | metric | value | train s |", "|---|---|---|---|---|"]
+    for r in result["rows"]:
         lines.append(f"| {r['task']} | {r['model']} | {r['metric']} | {r['value']} | {r['train_seconds'] if r['train_seconds'] is not None else ''} |")  # fmt: skip
     (HERE / f"results{suffix}.md").write_text("\n".join(lines) + "\n")
 
@@ -191,6 +249,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="smoke run: small slices, 2 epochs")
     parser.add_argument("--epochs", type=int, default=None, help="override every model's epochs")
+    parser.add_argument("--part", choices=sorted(PARTS), default=None,
+                        help="recompute only these rows and merge them into the results")  # fmt: skip
     parser.add_argument(
         "--cache-dir", default=str(Path.home() / ".cache" / "polymodal" / "features")
     )
@@ -203,13 +263,18 @@ def main() -> None:
     t0 = time.perf_counter()
     frames = load_splits(quick=args.quick)
     rows = Rows()
-    pred = retrieval(frames, args, rows)
-    img = retrieval_baselines(pred, frames, args, rows)
-    index_and_search(pred, frames, Path(args.tmp), rows)
-    captioning(frames, img, args, rows)
-    category(frames, args, rows)
-    coco_smoke(args, rows)
-    ann_rows = ann.bench(20_000 if args.quick else 100_000)
+    if args.part == "caption":
+        captioning(frames, None, args, rows)
+    else:
+        pred = retrieval(frames, args, rows)
+        img = retrieval_baselines(pred, frames, args, rows)
+        restyled(pred, frames, img, args, rows)
+    if args.part is None:
+        index_and_search(pred, frames, Path(args.tmp), rows)
+        captioning(frames, img, args, rows)
+        category(frames, args, rows)
+        coco_smoke(args, rows)
+    ann_rows = ann.bench(20_000 if args.quick else 100_000) if args.part is None else []
     write(rows, ann_rows, args, time.perf_counter() - t0)
 
 
