@@ -11,6 +11,8 @@ student is chosen on the validation split (ROC-AUC), never on test.
 
     python benchmarks/deploy/text_student.py                 # writes results_text_student.*
     python benchmarks/deploy/text_student.py --quick         # 1,500 rows, 1 epoch: a smoke run
+    python benchmarks/deploy/text_student.py --latency-only  # the built models' batch-1 latency
+                                                             # again, interleaved (see README)
 """
 
 from __future__ import annotations
@@ -71,6 +73,45 @@ def run(args: argparse.Namespace) -> list[dict[str, Any]]:
     return rows
 
 
+def latencies(args: argparse.Namespace, rounds: int = 5) -> list[dict[str, Any]]:
+    """Batch-1 p50 of every model built by :func:`run` (teacher and students, PyTorch fp32 and
+    ONNX; the students' int8 ONNX), measured in rounds that take the models in turn, so that a
+    change of load on a shared machine hits all of them alike; the median of the rounds' p50s."""
+    import numpy as np
+
+    from polymodal.compression.measure import latency
+    from polymodal.export.artifact import load_artifact
+    from polymodal.export.onnx import OnnxModel, export_checked, table_batch, text_inputs
+
+    frames = split(pd.read_csv(args.data))
+    test = frames["test"].head(args.test_rows)
+    work = Path(args.work)
+    runners: dict[str, Any] = {}
+    singles: dict[str, list[Any]] = {}
+    for name in ["teacher", *args.students.split(",")]:
+        art = load_artifact(work / name)
+        one = [table_batch(art.pipeline, (test.iloc[[i]], Path.cwd(), "test"), 1)
+               for i in range(64)]  # fmt: skip
+        runners[f"{name}_torch"], singles[f"{name}_torch"] = art.model, one
+        onnx = work / name / "model.onnx"
+        if not onnx.exists():  # the teacher's was written to a temporary folder
+            batch = table_batch(art.pipeline, (test, Path.cwd(), "test"), 64)
+            export_checked(art.model, batch, onnx, text_inputs(art.config))
+        runners[f"{name}_onnx"] = OnnxModel(onnx)
+        singles[f"{name}_onnx"] = one
+        if name != "teacher":
+            runners[f"{name}_int8_onnx"] = OnnxModel(work / f"{name}_int8" / "model.onnx")
+            singles[f"{name}_int8_onnx"] = one
+    p50: dict[str, list[float]] = {k: [] for k in runners}
+    for _ in range(rounds):
+        for key, run in runners.items():
+            p50[key].append(latency(run, singles[key], args.repeats // rounds)["p50_ms"])
+    teacher = float(np.median(p50["teacher_torch"]))
+    return [{"model": k, "p50_ms_median_of_rounds": round(float(np.median(v)), 3),
+             "p50_ms_rounds": v, "speedup_vs_teacher_torch_fp32":
+             round(teacher / float(np.median(v)), 2)} for k, v in p50.items()]  # fmt: skip
+
+
 def markdown(rows: list[dict[str, Any]]) -> str:
     cols = ["student", "variant", "size_mb", "p50_ms", "p99_ms", "batch64_rows_per_s",
             "metric", "metric_delta", "val_roc_auc", "speedup_vs_teacher_torch_fp32"]  # fmt: skip
@@ -91,7 +132,23 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=200)
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--out", default=str(HERE / "results_text_student"))
+    ap.add_argument("--latency-only", action="store_true")
     args = ap.parse_args()
+    if args.latency_only:
+        rows = latencies(args)
+        for r in rows:
+            print(json.dumps(r), flush=True)
+        Path(args.out + "_latency.json").write_text(
+            json.dumps(
+                {
+                    "command": "python benchmarks/deploy/text_student.py --latency-only",
+                    "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+                    "rows": rows,
+                },
+                indent=1,
+            )
+        )
+        return
     if args.quick:
         args.epochs, args.repeats, args.test_rows = 1, 30, 300
     t0 = time.perf_counter()
