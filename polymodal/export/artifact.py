@@ -49,6 +49,7 @@ class Artifact:
 def save_artifact(path: str | Path, art: Artifact) -> Path:
     path = Path(path)
     path.mkdir(parents=True, exist_ok=True)
+    _drop_stale(path, art)
     atomic_write_text(path / "config.yaml", to_yaml(art.config))
     write_json(path / "preprocessing.json", art.pipeline.state_dict())
     state = {k: v.detach().cpu().contiguous() for k, v in art.model.state_dict().items()}
@@ -63,6 +64,20 @@ def save_artifact(path: str | Path, art: Artifact) -> Path:
     if art.summary:
         write_json(path / "data_summary.json", art.summary)
     return path
+
+
+def _drop_stale(path: Path, art: Artifact) -> None:
+    """Files of a model saved here before that would outlive it: its ONNX graphs (which
+    ``serve``, ``search`` and ``compress`` would otherwise run instead of the new weights), its
+    compression report, and metrics / history / data summary the new model does not have."""
+    stale = [*path.glob("model.onnx"), *path.glob("model.*.onnx"), *path.glob("model.onnx.data")]
+    stale.append(path / "compression.json")
+    for name, kept in (("metrics.json", art.metrics), ("history.json", art.history),
+                       ("data_summary.json", art.summary)):  # fmt: skip
+        if not kept:
+            stale.append(path / name)
+    for file in stale:
+        file.unlink(missing_ok=True)
 
 
 def load_artifact(path: str | Path) -> Artifact:

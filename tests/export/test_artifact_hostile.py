@@ -146,3 +146,17 @@ def test_efficientnet_weights_are_never_unpickled(tmp_path):
     with pytest.raises(ArtifactError, match=r"weights.pth: expected the EfficientNet-Lite weights"):
         load_weights(str(bad))
     assert not MARKER.exists()
+
+
+def test_saving_over_a_model_drops_what_belonged_to_the_old_one(model_dir, tmp_path):
+    """A model saved into a folder that held another leaves none of the old one's ONNX graphs
+    or compression report behind (serve and compress would run the stale graph)."""
+    folder = tmp_path / "again"
+    shutil.copytree(model_dir, folder)
+    for name in ("model.onnx", "model.caption.image.onnx", "compression.json"):
+        (folder / name).write_text("old")
+    Predictor.load(model_dir).save(folder)
+    left = {p.name for p in folder.iterdir()}
+    assert not {"model.onnx", "model.caption.image.onnx", "compression.json"} & left
+    assert {"model.safetensors", "config.yaml", "metrics.json"} <= left
+    load_artifact(folder)
