@@ -86,3 +86,11 @@ def test_trainable_key_encoder_is_refused(tmp_path):
     cfg = _config({"type": "image_cnn", "channels": [4]})
     with pytest.raises(ValueError, match=r"input 'photo'.*must be frozen.*retrieve: 0"):
         Predictor(cfg).fit(frame, base_dir=tmp_path)
+
+
+def test_onnx_export_holds_the_neighbour_lookup(fitted, tmp_path):
+    """The exported graph computes the memory, neighbours included (the index is baked in as
+    constants); decoding stays in PyTorch, as for every caption model."""
+    pred, frame, tmp = fitted
+    report = pred.export_onnx(frame, tmp_path / "m.onnx", rows=4, base_dir=tmp)
+    assert report["max_abs_diff"] < 1e-4
