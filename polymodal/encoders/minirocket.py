@@ -175,8 +175,10 @@ class MiniRocket(SeriesEncoder):
         every real step (zero padding beyond the ends), the other 42 only the steps whose nine
         taps are all real (the reference's unpadded half)."""
         keep = step_mask(x).to(x.dtype)  # (B, T)
-        if not _exporting() and bool(keep.all()):
-            return self._gap_free(x)
+        if not _exporting():
+            length = _gap_free_length(keep)
+            if length:  # no gap before the padding every row shares (none, or trailing)
+                return self._gap_free(x[:, :length])
         values = on_grid(x[..., :-1]) * keep[..., None]  # (B, T, C), gaps zero
         if not _exporting():
             spare = -x.shape[1] % 8  # whole int64 words for count_above (masked steps)
@@ -233,14 +235,18 @@ class MiniRocket(SeriesEncoder):
         out = self.features(x) - self.feature_mean  # (B, out_dim)
         if self.derivative is None:
             return out
-        steps = first_difference(x, self.difference_scale)
-        if not _exporting() and x.shape[1] > 1 and bool(steps[:, :-1, -1].all()):
-            steps = steps[:, :-1]  # no gap: the padded last step dropped, the shorter path's
-        return torch.cat([out, self.derivative(steps)], 1)
+        return torch.cat([out, self.derivative(first_difference(x, self.difference_scale))], 1)
 
 
 def _exporting() -> bool:
     return bool(torch.onnx.is_in_onnx_export() or torch.jit.is_tracing())
+
+
+def _gap_free_length(keep: Tensor) -> int:
+    """L when every row's steps are real up to L and padding after it (trailing padding changes
+    no feature, so the batch cut to L has the general path's features); else 0."""
+    length = int(keep.any(0).sum())
+    return length if length and bool(keep[:, :length].all()) else 0
 
 
 def first_difference(x: Tensor, scale: Tensor) -> Tensor:

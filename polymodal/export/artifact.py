@@ -70,8 +70,8 @@ def _drop_stale(path: Path, art: Artifact) -> None:
     """Files of a model saved here before that would outlive it: its ONNX graphs (which
     ``serve``, ``search`` and ``compress`` would otherwise run instead of the new weights), its
     compression report, and metrics / history / data summary the new model does not have."""
-    stale = [*path.glob("model.onnx"), *path.glob("model.*.onnx"), *path.glob("model.onnx.data")]
-    stale.append(path / "compression.json")
+    stale = [path / "model.onnx", path / "model.onnx.data", path / "compression.json"]
+    stale += path.glob("model.*.onnx")  # retrieval towers (export.towers.tower_path)
     for name, kept in (("metrics.json", art.metrics), ("history.json", art.history),
                        ("data_summary.json", art.summary)):  # fmt: skip
         if not kept:

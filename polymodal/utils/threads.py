@@ -3,7 +3,7 @@
 Some models (MiniRocket's many small convolutions and comparisons) gain little from PyTorch's
 intra-op threads: each op is too short to share out, and the threads mostly wait. Splitting the
 batch instead, one part per core with each part's ops on one thread, keeps every core busy
-(about 1.5x on 2 cores, see benchmarks/timeseries/README.md).
+(about 1.6x on 2 cores, see benchmarks/timeseries/README.md).
 
 With the OpenMP backend, ``torch.set_num_threads`` called in a worker thread sets that thread's
 own OpenMP thread count; it also sets a process-wide default (used by threads created later and

@@ -185,25 +185,29 @@ def test_count_above_chunks_and_lanes_reach_their_limit():
 
 @pytest.mark.parametrize("steps", [60, 20])  # 20: the widest kernels have no inner step
 def test_minirocket_gap_free_batches_take_a_shorter_path_to_the_same_features(steps, tmp_path):
-    """A batch without gaps skips the penalty channel and the unpadded half's edges; the
-    features are the very integers of the general path (here: one masked step appended),
-    also split over two threads, and ONNX (always the general graph) agrees."""
+    """A batch without gaps (or with padding only after every row's end) skips the penalty
+    channel and the unpadded half's edges; the features are the very integers of the general
+    path (forced here by one more row with a gap inside), also split over two threads, and ONNX
+    (always the general graph) agrees."""
     rng = np.random.default_rng(3)
     reference = [rng.normal(size=(60, 3)).tolist() for _ in range(4)]
     enc = MiniRocket(3, 60, reference, num_features=840, difference=True).eval()
     x = torch.cat([torch.randn(40, steps, 3), torch.ones(40, steps, 1)], dim=-1)
+    gapped = torch.cat([torch.randn(1, steps + 1, 3), torch.ones(1, steps + 1, 1)], dim=-1)
+    gapped[0, 1, -1] = 0.0
     with torch.no_grad():
-        general = enc(pad(x, 1))  # a gap at the end: the general path
         before = torch.get_num_threads()
         try:
             torch.set_num_threads(1)
-            serial = enc(x)
+            general = enc(torch.cat([pad(x, 1), gapped]))[:40]  # the general path throughout
+            serial, trailing = enc(x), enc(pad(x, 3))
             torch.set_num_threads(2)
             split = enc(x)  # two parts of 20 rows, one thread each
             assert torch.get_num_threads() == 2
         finally:
             torch.set_num_threads(before)
     assert torch.equal(serial, general) and torch.equal(split, general)
+    assert torch.equal(trailing, general)
     runner = onnx_session(enc, x[:5], tmp_path / "m.onnx")
     assert np.array_equal(runner.run(None, {"x": x[:5].numpy()})[0], general[:5].numpy())
 
