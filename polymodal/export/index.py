@@ -163,7 +163,7 @@ def embed(
             present.append(data.present)
             bar.advance(len(part))
     if not chunks:
-        return np.zeros((0, head.dim), dtype=np.float32), np.zeros(0, dtype=bool)
+        return np.zeros((0, head.out_dim), dtype=np.float32), np.zeros(0, dtype=bool)
     return torch.cat(chunks).numpy(), torch.cat(present).numpy()
 
 
