@@ -44,13 +44,17 @@ class _Keys(nn.Module):
 class AnchorSpace(nn.Module):
     """``embed(name, features)`` -> (B, N) sparse unit vectors over the N training pairs."""
 
-    def __init__(self, in_dims: dict[str, int], pair: list[str], k: int, power: float) -> None:
+    def __init__(
+        self, in_dims: dict[str, int], pair: list[str], k: int, power: float, limit: int = 10000
+    ) -> None:
         super().__init__()
         if k < 1:
             raise ValueError(f"retrieval head: anchors must be >= 1 (or 0: off), got {k}")
+        if limit < k:
+            raise ValueError(f"retrieval head: max_anchors must be >= anchors ({k}), got {limit}")
         if power <= 0:
             raise ValueError(f"retrieval head: anchor_power must be > 0, got {power}")
-        self.pair, self.k, self.power = list(pair), k, power
+        self.pair, self.k, self.power, self.limit = list(pair), k, power, limit
         self.sides = nn.ModuleDict({n: _Keys(in_dims[n]) for n in pair})
 
     def __len__(self) -> int:
@@ -58,7 +62,9 @@ class AnchorSpace(nn.Module):
         return int(keys.shape[0])
 
     def fill(self, features: dict[str, Tensor]) -> None:
-        """Each side's (N, D) frozen features of the same N training pairs (row-aligned)."""
+        """Each side's (N, D) frozen features of the same N training pairs (row-aligned). Over
+        ``limit`` pairs, a fixed random sample of ``limit`` of them (seed 0) is kept: every
+        embedding holds one column per anchor, so the index stays bounded on a large table."""
         sizes = {n: tuple(features[n].shape) for n in self.pair}
         keys: dict[str, Tensor] = {}
         for n in self.pair:
@@ -71,6 +77,10 @@ class AnchorSpace(nn.Module):
             keys[n] = F.normalize(features[n].detach().float(), dim=-1)
         if len({k.shape[0] for k in keys.values()}) != 1:
             raise ValueError(f"retrieval head anchors: both sides need the same rows, got {sizes}")
+        n_rows = next(iter(keys.values())).shape[0]
+        if n_rows > self.limit:
+            keep = torch.randperm(n_rows, generator=torch.Generator().manual_seed(0))[: self.limit]
+            keys = {n: k[keep.sort().values] for n, k in keys.items()}
         for n, k in keys.items():
             side = self.sides[n]
             side.keys = k.to(side.keys.device)  # type: ignore[union-attr]

@@ -60,6 +60,7 @@ class RetrievalHead(nn.Module):
         anchors: int = 0,  # > 0: mix in the anchor space, this many training pairs kept per item
         anchor_power: float = 8.0,  # sharpens the kept similarities (ASIF's p)
         anchor_weight: float = 1.5,  # the anchor space's weight against the towers' space
+        max_anchors: int = 10000,  # training pairs kept as anchors (a fixed sample above it)
     ) -> None:
         super().__init__()
         if len(pair) != 2 or not set(pair) <= set(in_dims):
@@ -74,7 +75,9 @@ class RetrievalHead(nn.Module):
         self.towers = nn.ModuleDict({n: tower(in_dims[n], dim, hidden, dropout) for n in pair})
         if anchor_weight < 0:
             raise ValueError(f"retrieval head: anchor_weight must be >= 0, got {anchor_weight}")
-        self.anchors = AnchorSpace(in_dims, pair, anchors, anchor_power) if anchors else None
+        self.anchors = (
+            AnchorSpace(in_dims, pair, anchors, anchor_power, max_anchors) if anchors else None
+        )
         self.anchor_weight = anchor_weight
         self.anchor_inputs = tuple(pair) if anchors else ()  # the trainer fills their keys
         scale = torch.tensor(math.log(1.0 / temperature))

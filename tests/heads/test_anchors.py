@@ -69,9 +69,26 @@ def test_head_state_round_trips_with_its_keys():
     assert torch.equal(head.embed("txt", x), fresh.embed("txt", x))
 
 
+def test_anchors_over_the_limit_are_a_fixed_sample():
+    space = AnchorSpace({"img": DA, "txt": DB}, ["img", "txt"], k=3, power=8.0, limit=7)
+    keys = _keys()
+    space.fill(keys)
+    assert len(space) == 7
+    kept = space.sides["img"].keys
+    rows = [int((torch.nn.functional.normalize(keys["img"], dim=-1) @ k).argmax()) for k in kept]
+    assert rows == sorted(set(rows))  # distinct training pairs, in table order
+    txt = torch.nn.functional.normalize(keys["txt"][rows], dim=-1)
+    assert torch.allclose(space.sides["txt"].keys, txt)  # both sides keep the same pairs
+    again = AnchorSpace({"img": DA, "txt": DB}, ["img", "txt"], k=3, power=8.0, limit=7)
+    again.fill(keys)
+    assert torch.equal(again.sides["img"].keys, kept)  # the same sample every time
+
+
 def test_bad_options_and_missing_keys_are_clear_errors():
     with pytest.raises(ValueError, match="anchors must be >= 1"):
         AnchorSpace({"img": DA, "txt": DB}, ["img", "txt"], k=-1, power=8.0)
+    with pytest.raises(ValueError, match=r"max_anchors must be >= anchors \(3\)"):
+        _head(anchors=3, max_anchors=2)
     with pytest.raises(ValueError, match="anchor_power must be > 0"):
         _head(anchors=3, anchor_power=0.0)
     with pytest.raises(ValueError, match="anchor_weight must be >= 0"):
