@@ -34,12 +34,22 @@ from clothing.common import config as cloth_config  # noqa: E402
 from polymodal.api import Predictor  # noqa: E402
 from polymodal.deploy import compress  # noqa: E402
 
-STUDENTS = {"blocks_1_3_5": [1, 3, 5], "blocks_2_5": [2, 5]}
+STUDENTS = {"blocks_1_3_5": [1, 3, 5], "blocks_2_5": [2, 5], "blocks_2_5_ft": [2, 5]}
+# "_ft": the kept blocks also train (on the teacher's soft targets and the labels) at a small
+# learning rate, DistilBERT-style; no feature cache then, so fewer epochs (CPU time)
+FINE_TUNE = {"train_top_layers": 2}
+FINE_TUNE_LR, FINE_TUNE_EPOCHS = 1e-4, 2
 
 
-def student_config(keep: list[int], epochs: int, cache: str) -> dict[str, Any]:
-    cfg = cloth_config("concat", "recommended", cache, epochs=epochs)
-    cfg["inputs"][0]["encoder"] = {**cfg["inputs"][0]["encoder"], "keep_layers": keep}
+def student_config(name: str, epochs: int, cache: str) -> dict[str, Any]:
+    tuned = name.endswith("_ft")
+    cfg = cloth_config("concat", "recommended", cache,
+                       epochs=min(epochs, FINE_TUNE_EPOCHS) if tuned else epochs)  # fmt: skip
+    encoder = {**cfg["inputs"][0]["encoder"], "keep_layers": STUDENTS[name]}
+    if tuned:
+        encoder |= FINE_TUNE
+        cfg["trainer"]["pretrained_lr"] = FINE_TUNE_LR
+    cfg["inputs"][0]["encoder"] = encoder
     return cfg
 
 
@@ -58,7 +68,7 @@ def run(args: argparse.Namespace) -> list[dict[str, Any]]:
     for name in args.students.split(","):
         t0 = time.perf_counter()
         out = work / name
-        cfg = student_config(STUDENTS[name], args.epochs, args.cache)
+        cfg = student_config(name, args.epochs, args.cache)
         result = compress(teacher, out, "distill", frames["test"], train=frames["train"],
                           val=frames["val"], student=cfg, **common)  # fmt: skip
         val_auc = json.loads((out / "metrics.json").read_text())["val"]["Recommended IND"]
