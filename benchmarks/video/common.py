@@ -74,10 +74,14 @@ def avmnist_config(method: str, epochs: int) -> dict[str, Any]:
     concatenated, modality dropout 0.3, the still-image AV-MNIST benchmark's best, 0.951); a
     method ending in ``@48`` reads all 16 frames at 48x48 instead of 8 at 32x32, ``@48x8`` 8 frames at 48x48; ``~warp`` (last,
     before any ``*N``) also stretches the sound track's log-mels by up to +-15% in training (mel
-    and time axes: voices and tempi the training speakers lack)."""
+    and time axes: voices and tempi the training speakers lack); ``~dropNN`` (last, before any ``*N``)
+    sets fusion_concat's modality dropout to NN %."""
     heads = [{"name": "digit", "task": "multiclass", "head": {"label_smoothing": 0.1}},
              {"name": "direction", "task": "multiclass", "head": {"label_smoothing": 0.1}}]  # fmt: skip
-    sound = SOUND
+    sound, dropout = SOUND, 0.3
+    if "~drop" in method:  # ~dropNN: fusion_concat's modality dropout NN / 100 instead of 0.3
+        method, _, percent = method.partition("~drop")
+        dropout = int(percent) / 100
     if method.endswith("~warp"):
         method = method.removesuffix("~warp")
         sound = {**SOUND, "preprocessing": {**SOUND["preprocessing"], "warp": WARP}}
@@ -93,7 +97,7 @@ def avmnist_config(method: str, epochs: int) -> dict[str, Any]:
     if method.startswith("fusion_concat:"):
         inputs = [video_input(method.split(":", 1)[1], size, frames), sound]
         return {"inputs": inputs, "fusion": {"type": "concat"}, "outputs": heads,
-                "trainer": trainer(epochs) | {"modality_dropout": 0.3}}  # fmt: skip
+                "trainer": trainer(epochs) | {"modality_dropout": dropout}}  # fmt: skip
     if method.startswith("fusion:"):
         inputs = [video_input(method.split(":", 1)[1], size, frames), sound]
         # late product: the best fusion rule of the still-image AV-MNIST benchmark
