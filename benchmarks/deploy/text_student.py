@@ -35,10 +35,10 @@ from clothing.common import config as cloth_config  # noqa: E402
 from polymodal.api import Predictor  # noqa: E402
 from polymodal.deploy import compress  # noqa: E402
 
-STUDENTS = {"blocks_1_3_5": [1, 3, 5], "blocks_2_5": [2, 5], "blocks_2_5_ft": [2, 5]}
+STUDENTS = {"blocks_1_3_5": [1, 3, 5], "blocks_2_5": [2, 5], "blocks_2_5_ft": [2, 5],
+            "block_0_ft": [0]}  # fmt: skip
 # "_ft": the kept blocks also train (on the teacher's soft targets and the labels) at a small
 # learning rate, DistilBERT-style; no feature cache then, so fewer epochs (CPU time)
-FINE_TUNE = {"train_top_layers": 2}
 FINE_TUNE_LR, FINE_TUNE_EPOCHS = 1e-4, 2
 
 
@@ -48,7 +48,7 @@ def student_config(name: str, epochs: int, cache: str) -> dict[str, Any]:
                        epochs=min(epochs, FINE_TUNE_EPOCHS) if tuned else epochs)  # fmt: skip
     encoder = {**cfg["inputs"][0]["encoder"], "keep_layers": STUDENTS[name]}
     if tuned:
-        encoder |= FINE_TUNE
+        encoder |= {"train_top_layers": len(STUDENTS[name])}  # every kept block
         cfg["trainer"]["pretrained_lr"] = FINE_TUNE_LR
     cfg["inputs"][0]["encoder"] = encoder
     return cfg
