@@ -5,10 +5,10 @@ its title, numeric and categorical columns, concat fusion, 4 epochs). Each stude
 model with only some of MiniLM's six blocks (``keep_layers``: DistilBERT's recipe, the kept
 blocks start from the teacher's weights, which for a frozen teacher are the pretrained ones),
 trained by ``polymodal.deploy.compress(method="distill")`` on the teacher's soft targets and
-the labels; a student named ``*_ft`` also trains its kept blocks (small learning rate, no feature
-cache, fewer epochs). The student is then quantised (``method="int8"``). Every latency is batch 1, one
-row at a time as served, in this process and on the same test rows as the teacher's; the
-student is chosen on the validation split (ROC-AUC), never on test.
+the labels; a student named ``*_ft`` also trains its kept blocks (small learning rate, no
+feature cache, fewer epochs). The student is then quantised (``method="int8"``). Every latency
+is batch 1, one row at a time as served, in this process and on the same test rows as the
+teacher's; the student is chosen on the validation split (ROC-AUC), never on test.
 
     python benchmarks/deploy/text_student.py                 # writes results_text_student.*
     python benchmarks/deploy/text_student.py --quick         # 1,500 rows, 1 epoch: a smoke run

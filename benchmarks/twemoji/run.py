@@ -164,6 +164,8 @@ def restyled(pred: Predictor, frames: dict[str, pd.DataFrame], img: dict[str, An
     parts = {k: frames[k] for k in ("train", "val", "test")}
     txt = {k: B.frozen_features(pred, f, "text", DATA, args.cache_dir) for k, f in parts.items()}
     ridge_clean, alpha = B.ridge_retrieval(img, txt)
+    with towers_only(pred):  # the clean split once, not once per style
+        base = pred.evaluate(frames["test"], base_dir=DATA)["match"]
     for style in R.STYLES:
         out = Path(args.tmp) / "restyled"
         frame = R.restyle(frames["test"], DATA, out, style)
@@ -171,7 +173,6 @@ def restyled(pred: Predictor, frames: dict[str, pd.DataFrame], img: dict[str, An
         task = f"retrieval, restyled test icons ({style})"
         rows.add(task, "polymodal contrastive (as above)", R.with_drops(clean, styled), None)
         with towers_only(pred):
-            base = pred.evaluate(frames["test"], base_dir=DATA)["match"]
             rows.add(task, TOWERS_ONLY, R.with_drops(base, pred.evaluate(frame, base_dir=out)["match"]), None)  # fmt: skip
         feats = B.frozen_features(pred, frame, "image", out, args.cache_dir)
         ridge = B.ridge_retrieval({**img, "test": feats}, txt, alphas=(alpha,))[0]
@@ -292,7 +293,6 @@ def main() -> None:
         pred = retrieval(frames, args, rows)
         img = retrieval_baselines(pred, frames, args, rows)
         restyled(pred, frames, img, args, rows)
-    if args.part != "caption":
         index_and_search(pred, frames, Path(args.tmp), rows)
     if args.part is None:
         captioning(frames, img, args, rows)

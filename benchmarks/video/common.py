@@ -72,10 +72,11 @@ def avmnist_config(method: str, epochs: int) -> dict[str, Any]:
     late fusion by the product of the experts' probabilities, both heads) or
     ``fusion_concat:<video method>`` (picture + sound trained jointly: their features
     concatenated, modality dropout 0.3, the still-image AV-MNIST benchmark's best, 0.951); a
-    method ending in ``@48`` reads all 16 frames at 48x48 instead of 8 at 32x32, ``@48x8`` 8 frames at 48x48; ``~warp`` (last,
-    before any ``*N``) also stretches the sound track's log-mels by up to +-15% in training (mel
-    and time axes: voices and tempi the training speakers lack); ``~dropNN`` (last, before any ``*N``)
-    sets fusion_concat's modality dropout to NN %."""
+    method ending in ``@48`` reads all 16 frames at 48x48 instead of 8 at 32x32, one ending in
+    ``@48x8`` 8 frames at 48x48; ``~warp`` (last, before any ``*N``) also stretches the sound
+    track's log-mels by up to +-15% in training (mel and time axes: voices and tempi the training
+    speakers lack); ``~dropNN`` (last, before any ``*N``) sets fusion_concat's modality dropout
+    to NN %."""
     heads = [{"name": "digit", "task": "multiclass", "head": {"label_smoothing": 0.1}},
              {"name": "direction", "task": "multiclass", "head": {"label_smoothing": 0.1}}]  # fmt: skip
     sound, dropout = SOUND, 0.3
