@@ -15,7 +15,10 @@ plus MiniRocket's ``difference`` features); ``features20k`` (flip x, 20,000 feat
 is it the difference or just more features?); ``stride50`` (flip x and difference, training
 windows every 50 steps); with flip x and difference also ``norms`` (the lengths of the
 acceleration and rotation-rate vectors as two more channels), ``seeds3`` (three seeded encoders
-side by side), ``coarseN`` (plus a MiniRocket of the series smoothed over N steps).
+side by side), ``coarseN`` (plus a MiniRocket of the series smoothed over N steps),
+``hydra`` (multivariate Hydra features instead: Dempster et al. 2023's competing kernels, 8
+kernels in 64 groups per dilation over the series and its difference, sparse-scaled) and
+``difference+hydra`` (both feature sets side by side, each standardised).
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import torch
+import torch.nn.functional as F
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
@@ -147,6 +151,68 @@ def score_parts(train: pd.DataFrame, val: pd.DataFrame, factor: int) -> tuple[in
                      train, val)  # fmt: skip
 
 
+class Hydra:
+    """Multivariate Hydra (the authors' reference code, ported): per dilation, ``groups`` groups
+    of ``k`` random kernels over a random sum of channels of the series (half the groups) or its
+    first difference (the other half); each step votes for the kernel with the largest response
+    (its value summed) and the one with the smallest (counted)."""
+
+    def __init__(self, length: int, channels: int, k: int = 8, groups: int = 64) -> None:
+        gen = torch.Generator().manual_seed(0)
+        self.k, self.h = k, groups // 2
+        self.dilations = [2**i for i in range(int(np.log2((length - 1) / 8)) + 1)]
+        w = torch.randn(len(self.dilations), 2, k * self.h, 1, 9, generator=gen)
+        w = w - w.mean(-1, keepdim=True)
+        self.w = w / w.abs().sum(-1, keepdim=True)
+        per = int(np.clip(channels // 2, 2, 8))
+        self.index = [torch.randint(0, channels, (2, self.h, per), generator=gen)
+                      for _ in self.dilations]  # fmt: skip
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:  # (n, C, T) -> (n, features)
+        n, out = x.shape[0], []
+        for i, d in enumerate(self.dilations):
+            for j, source in enumerate((x, torch.diff(x))):
+                z = F.conv1d(source[:, self.index[i][j]].sum(2), self.w[i, j], dilation=d,
+                             padding=4 * d, groups=self.h).view(n, self.h, self.k, -1)  # fmt: skip
+                top, top_at = z.max(2)
+                low_at = z.min(2).indices
+                out.append(torch.zeros(n, self.h, self.k).scatter_add_(-1, top_at, top))
+                out.append(torch.zeros(n, self.h, self.k).scatter_add_(
+                    -1, low_at, torch.ones_like(top)))  # fmt: skip
+        return torch.cat(out, 1).view(n, -1)
+
+
+def hydra_features(train: pd.DataFrame, others: list[pd.DataFrame]) -> list[np.ndarray]:
+    """Hydra features of the standardised windows, sparse-scaled as the authors do (square
+    root, then standardised with the zeros kept at zero), statistics from ``train``."""
+    from polymodal.data.preprocess.series import SeriesPreprocessor
+
+    fit = SeriesPreprocessor(max_length=2700, window=WINDOW, stride=100, reference_rows=32)
+    fit.fit(train, ["series"], WATCH)
+    test = SeriesPreprocessor(max_length=2700, window=WINDOW, stride=100)
+    test.load_fitted_state(fit.fitted_state())
+    hydra, raw = Hydra(WINDOW, 6), []
+    for frame, pre in [(train, fit)] + [(o, test) for o in others]:
+        t = pre.transform(frame, ["series"], WATCH)
+        with torch.no_grad():
+            parts = [hydra(t.rows(i)[..., :-1].transpose(1, 2).float())
+                     for i in torch.arange(len(t)).split(256)]  # fmt: skip
+        raw.append(torch.cat(parts).clamp(min=0).sqrt())
+    mean, std = raw[0].mean(0), raw[0].std(0) + 1e-8
+    return [(((r - mean) / std) * (r != 0)).numpy() for r in raw]
+
+
+def score_hydra(train: pd.DataFrame, val: pd.DataFrame, both: bool) -> tuple[int, int, int, int]:
+    """Ridge on Hydra features, or (``both``) on them beside MiniRocket's difference features."""
+    h, hv = hydra_features(train, [val])
+    (x, rows), (xv, rows_v) = features(train, [val], difference=True)
+    if not both:
+        return fit_score(h, rows, hv, rows_v, train, val)
+    mean, std = x.mean(0), x.std(0) + 1e-8
+    x, xv = np.concatenate([(x - mean) / std, h], 1), np.concatenate([(xv - mean) / std, hv], 1)
+    return fit_score(x, rows, xv, rows_v, train, val)
+
+
 def variant(name: str, train: pd.DataFrame, val: pd.DataFrame) -> tuple[int, int, int, int]:
     x_flip = (-1, 1, 1)
     if name == "plain":
@@ -163,6 +229,8 @@ def variant(name: str, train: pd.DataFrame, val: pd.DataFrame) -> tuple[int, int
         "stride50": {"difference": True, "train_stride": 50},
         "seeds3": {"difference": True, "seeds": 3},
     }
+    if name in ("hydra", "difference+hydra"):
+        return score_hydra(flipped(train, x_flip), flipped(val, x_flip), name != "hydra")
     if name == "norms":
         return score(norms(flipped(train, x_flip)), norms(flipped(val, x_flip)), difference=True)
     if name.startswith("coarse"):  # the difference features plus those of a smoothed copy
