@@ -89,12 +89,20 @@ def best_val(pred: Any, output: str) -> float:
     return float(best["val"][output]["accuracy"])
 
 
+def settings_of(args: argparse.Namespace) -> dict[str, int]:
+    """The generated data's settings; ``--train-rows`` replaces the full run's 11,000."""
+    settings = dict(SETTINGS["quick" if args.quick else "full"])
+    if args.train_rows and not args.quick:
+        settings["train_rows"] = args.train_rows
+    return settings
+
+
 class State:
     """What the parts share: the tables, test correctness per method (for paired comparisons)
     and validation scores (for choosing the fusion's temporal model)."""
 
     def __init__(self, args: argparse.Namespace) -> None:
-        settings = SETTINGS["quick" if args.quick else "full"]
+        settings = settings_of(args)
         self.folder = moving_avmnist(args.data, settings)
         table = pd.read_csv(self.folder / "train.csv")
         if args.val_speaker:  # validation speaks with a voice training never hears
@@ -400,6 +408,9 @@ def main() -> None:
     ap.add_argument("--val-speaker", help="validate on the clips of this AV-MNIST training "
                     "speaker (jackson, nicolas, theo), train on the others' (default: 1,000 "
                     "random clips validate)")  # fmt: skip
+    ap.add_argument("--train-rows", type=int, help="clips generated from the AV-MNIST training "
+                    "table, validation rows included (default 11,000; the first 11,000 of a "
+                    "larger set are the default set's clips)")  # fmt: skip
     ap.add_argument("--avmnist", type=Path, default=SHARED / "avmnist", help=argparse.SUPPRESS)
     ap.add_argument("--axis-from", type=Path, help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -419,7 +430,7 @@ def main() -> None:
         "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores (shared), torch "
                    f"{torch.__version__}",
         "settings": {"epochs": args.epochs, "arrow_epochs": args.arrow_epochs, "val_speaker": args.val_speaker,
-                     **SETTINGS["quick" if args.quick else "full"]},
+                     **settings_of(args)},
         "rows": [], "comparisons": [], "decoding": {},
     }  # fmt: skip
     stem = HERE / (args.out or ("results_quick" if args.quick else "results"))
