@@ -24,9 +24,12 @@ AVMNIST_FRAMES, AVMNIST_SIZE = 8, 32
 FRAME_CNN = {"type": "image_cnn", "channels": [8, 16, 32], "out_dim": 64, "pool": "flatten"}
 
 
-def video_input(method: str, size: int, frames: int, augment: bool = False) -> dict[str, Any]:
+def video_input(
+    method: str, size: int, frames: int, augment: bool = False, wide: bool = False
+) -> dict[str, Any]:
     """The ``clip`` input for ``frames_<temporal>`` or ``r21d`` on ``frames`` grey ``size`` x
-    ``size`` frames (arrow of time only: augmented; a flip keeps the arrow of time)."""
+    ``size`` frames (arrow of time only: augmented; a flip keeps the arrow of time); ``wide``:
+    the frame CNN of the still-image AV-MNIST benchmark (16-32-64 channels) instead of 8-16-32."""
     if method == "r21d":
         encoder: dict[str, Any] = {"type": "video_r21d", "channels": [8, 16, 32], "out_dim": 64}
     else:
@@ -35,6 +38,7 @@ def video_input(method: str, size: int, frames: int, augment: bool = False) -> d
         global_pool = method.endswith("~global")
         method = method.removesuffix("~global")
         frame = FRAME_CNN | {"pool": "global"} if global_pool else FRAME_CNN
+        frame = frame | {"channels": [16, 32, 64]} if wide else frame
         encoder = {"type": "video_frames", "frame_encoder": frame,
                    "temporal": method.removeprefix("frames_"), "hidden": 64}  # fmt: skip
     pre: dict[str, Any] = {"num_frames": frames, "image_size": size, "channels": 1}
@@ -76,7 +80,7 @@ def avmnist_config(method: str, epochs: int) -> dict[str, Any]:
     ``@48x8`` 8 frames at 48x48; ``~warp`` (last, before any ``*N``) also stretches the sound
     track's log-mels by up to +-15% in training (mel and time axes: voices and tempi the training
     speakers lack); ``~dropNN`` (last, before any ``*N``) sets fusion_concat's modality dropout
-    to NN %."""
+    to NN %; ``~wide`` (before those) widens the frame CNN to 16-32-64 channels."""
     heads = [{"name": "digit", "task": "multiclass", "head": {"label_smoothing": 0.1}},
              {"name": "direction", "task": "multiclass", "head": {"label_smoothing": 0.1}}]  # fmt: skip
     sound, dropout = SOUND, 0.3
@@ -86,6 +90,8 @@ def avmnist_config(method: str, epochs: int) -> dict[str, Any]:
     if method.endswith("~warp"):
         method = method.removesuffix("~warp")
         sound = {**SOUND, "preprocessing": {**SOUND["preprocessing"], "warp": WARP}}
+    wide = method.endswith("~wide")
+    method = method.removesuffix("~wide")
     if method == "audio_only":
         return {"inputs": [sound], "outputs": heads[:1], "trainer": trainer(epochs)}
     size, frames = AVMNIST_SIZE, AVMNIST_FRAMES
@@ -96,15 +102,15 @@ def avmnist_config(method: str, epochs: int) -> dict[str, Any]:
     if method.endswith("@16"):  # all 16 frames at 32x32: the sampled set is time-symmetric
         method, frames = method.removesuffix("@16"), 16
     if method.startswith("fusion_concat:"):
-        inputs = [video_input(method.split(":", 1)[1], size, frames), sound]
+        inputs = [video_input(method.split(":", 1)[1], size, frames, wide=wide), sound]
         return {"inputs": inputs, "fusion": {"type": "concat"}, "outputs": heads,
                 "trainer": trainer(epochs) | {"modality_dropout": dropout}}  # fmt: skip
     if method.startswith("fusion:"):
-        inputs = [video_input(method.split(":", 1)[1], size, frames), sound]
+        inputs = [video_input(method.split(":", 1)[1], size, frames, wide=wide), sound]
         # late product: the best fusion rule of the still-image AV-MNIST benchmark
         return {"inputs": inputs, "fusion": {"type": "late", "rule": "product"},
                 "outputs": heads, "trainer": trainer(epochs)}  # fmt: skip
-    video = video_input(method, size, frames)
+    video = video_input(method, size, frames, wide=wide)
     return {"inputs": [video], "outputs": heads, "trainer": trainer(epochs)}
 
 
