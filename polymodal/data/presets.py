@@ -140,13 +140,20 @@ def _video(inp: dict[str, Any], facts: dict[str, Any], preset: str, rows: int) -
     return {**inp, "encoder": encoder, "preprocessing": pre}
 
 
+def series_length(steps: int) -> int:
+    """``max_length`` for a table whose longest sampled series has ``steps`` steps: 25 % more,
+    up to a multiple of 8 (8 to 1,024), because a sample (and the training table) can miss the
+    longest rows, and padding is masked while cropping loses steps."""
+    return min(max(8, -(-int(steps * 1.25) // 8) * 8), 1024)
+
+
 def _series(inp: dict[str, Any], facts: dict[str, Any], preset: str) -> dict[str, Any]:
-    """Series kept whole up to the longest sampled one (8 to 1,024 steps); ``best``: MiniRocket
-    with its first-difference features (fixed random-convolution features, cached, a linear or
-    small head on top; the difference features scored higher on all three validation splits of
-    benchmarks/timeseries), else a residual 1-D CNN (small for ``fast``; ``medium`` with
-    jitter / scaling / crop augmentation)."""
-    length = min(max(8, int(facts["steps"])), 1024)
+    """Series kept whole up to 25 % past the longest sampled one (8 to 1,024 steps: see
+    :func:`series_length`); ``best``: MiniRocket with its first-difference features (fixed
+    random-convolution features, cached, a linear or small head on top; the difference features
+    scored higher on all three validation splits of benchmarks/timeseries), else a residual 1-D
+    CNN (small for ``fast``; ``medium`` with jitter / scaling / crop augmentation)."""
+    length = series_length(int(facts["steps"]))
     if preset == "best":
         encoder = {"type": "minirocket", "difference": True}
         return {**inp, "encoder": encoder, "preprocessing": {"max_length": length}}

@@ -327,7 +327,8 @@ def test_presets_choose_a_series_encoder_and_length(folder, preset, encoder, aug
     cfg = starter(frame, "label", folder, preset).config
     (inp,) = cfg["inputs"]
     assert inp["type"] == "timeseries" and inp["encoder"]["type"] == encoder
-    assert inp["preprocessing"]["max_length"] == max(map(len, frame["signal"]))  # longest
+    longest = max(map(len, frame["signal"]))  # 25 % headroom, a multiple of 8
+    assert inp["preprocessing"]["max_length"] == -(-int(longest * 1.25) // 8) * 8 >= longest
     if preset == "best":  # MiniRocket's own classifier: a ridge head is the whole fit
         assert cfg["trainer"]["head_solver"] == "ridge" and cfg["trainer"]["epochs"] == 0
         frame["size"] = rng.normal(size=30).round(1)  # a trainable input beside it: gradient
@@ -389,3 +390,12 @@ def test_mirror_errors_name_what_is_wrong(folder):
     )
     with pytest.raises(DataError, match="<table>: missing column 'side', which timeseries"):
         fitted.transform(frame[["s"]], ["s"], folder)
+
+
+@pytest.mark.parametrize(
+    ("steps", "length"), [(1, 8), (24, 32), (26, 32), (27, 40), (800, 1000), (2618, 1024)]
+)
+def test_series_length_leaves_headroom_past_the_longest_sampled_series(steps, length):
+    from polymodal.data.presets import series_length
+
+    assert series_length(steps) == length
