@@ -64,6 +64,26 @@ def test_queued_requests_are_computed_together_each_getting_its_rows():
     batcher.close()
 
 
+def test_a_lone_request_is_computed_at_once_while_a_busy_batch_waits_for_mates():
+    model = Model()
+    batcher = MicroBatcher(model, max_batch=3, max_wait_s=5.0)
+    start = time.monotonic()
+    assert batcher.submit([{"x": 7}])[0].result(10) == [{"y": 14}]
+    assert time.monotonic() - start < 2.5  # not after the 5 s wait: nobody else was asking
+    batcher.close()
+    model = Model()
+    batcher = held_batcher(model, max_batch=3, max_wait_s=5.0)
+    queued = [batcher.submit([{"x": i}]) for i in range(2)]
+    model.gate.set()
+    time.sleep(0.2)
+    late = batcher.submit([{"x": 2}])  # arrives within the wait: joins the queued ones
+    assert [f.result(10) for fs in [*queued, late] for f in fs] == [
+        [{"y": 2 * i}] for i in range(3)
+    ]
+    assert model.batches == [[-1], [0, 1, 2]]
+    batcher.close()
+
+
 def test_batches_stop_at_max_batch_and_large_requests_are_split():
     model = Model()
     batcher = held_batcher(model, max_batch=4)
