@@ -99,23 +99,35 @@ def features(
             (np.concatenate([p[i][0] for p in parts], 1), parts[0][i][1])
             for i in range(len(parts[0]))
         ]
-    from polymodal.data.preprocess.series import SeriesPreprocessor
     from polymodal.encoders.minirocket import MiniRocket
 
-    stride = options.pop("train_stride", 100)
+    spec, windows = windowed(train, others, options.pop("train_stride", 100))
+    enc = MiniRocket(**spec, **{"num_features": 10_000, **options}).eval()
+    out = []
+    for t, rows in windows:
+        with torch.no_grad():
+            x = torch.cat([enc(t.rows(i)) for i in torch.arange(len(t)).split(256)])
+        out.append((x.numpy(), rows))
+    return out
+
+
+def windowed(
+    train: pd.DataFrame, others: list[pd.DataFrame], stride: int = 100
+) -> tuple[dict[str, Any], list[tuple[Any, np.ndarray]]]:
+    """The series preprocessor's spec (fitted on ``train``) and the windows of ``train``
+    (every ``stride`` steps) and of each of ``others`` (every 100), each with its windows' rows."""
+    from polymodal.data.preprocess.series import SeriesPreprocessor
+
     fit = SeriesPreprocessor(max_length=2700, window=WINDOW, stride=stride, reference_rows=32)
     fit.fit(train, ["series"], WATCH)
     test = SeriesPreprocessor(max_length=2700, window=WINDOW, stride=100)
     test.load_fitted_state(fit.fitted_state())
-    enc = MiniRocket(**fit.spec(), **{"num_features": 10_000, **options}).eval()
     out = []
     for frame, pre in [(train, fit)] + [(o, test) for o in others]:
         t = pre.transform(frame, ["series"], WATCH)
         assert t.row_of is not None
-        with torch.no_grad():
-            x = torch.cat([enc(t.rows(i)) for i in torch.arange(len(t)).split(256)])
-        out.append((x.numpy(), t.row_of.numpy()))
-    return out
+        out.append((t, t.row_of.numpy()))
+    return fit.spec(), out
 
 
 def score(train: pd.DataFrame, val: pd.DataFrame, **options: Any) -> tuple[int, int, int, int]:
@@ -182,32 +194,29 @@ class Hydra:
         return torch.cat(out, 1).view(n, -1)
 
 
-def hydra_features(train: pd.DataFrame, others: list[pd.DataFrame]) -> list[np.ndarray]:
-    """Hydra features of the standardised windows, sparse-scaled as the authors do (square
-    root, then standardised with the zeros kept at zero), statistics from ``train``."""
-    from polymodal.data.preprocess.series import SeriesPreprocessor
-
-    fit = SeriesPreprocessor(max_length=2700, window=WINDOW, stride=100, reference_rows=32)
-    fit.fit(train, ["series"], WATCH)
-    test = SeriesPreprocessor(max_length=2700, window=WINDOW, stride=100)
-    test.load_fitted_state(fit.fitted_state())
-    hydra, raw = Hydra(WINDOW, 6), []
-    for frame, pre in [(train, fit)] + [(o, test) for o in others]:
-        t = pre.transform(frame, ["series"], WATCH)
+def hydra_features(
+    train: pd.DataFrame, others: list[pd.DataFrame]
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """(Hydra features, row of each window) of the standardised windows, sparse-scaled as the
+    authors do (square root, then standardised with the zeros kept at zero), statistics from
+    ``train``."""
+    hydra, raw, rows = Hydra(WINDOW, 6), [], []
+    for t, r in windowed(train, others)[1]:
         with torch.no_grad():
             parts = [hydra(t.rows(i)[..., :-1].transpose(1, 2).float())
                      for i in torch.arange(len(t)).split(256)]  # fmt: skip
         raw.append(torch.cat(parts).clamp(min=0).sqrt())
+        rows.append(r)
     mean, std = raw[0].mean(0), raw[0].std(0) + 1e-8
-    return [(((r - mean) / std) * (r != 0)).numpy() for r in raw]
+    return [((((x - mean) / std) * (x != 0)).numpy(), r) for x, r in zip(raw, rows, strict=True)]
 
 
 def score_hydra(train: pd.DataFrame, val: pd.DataFrame, both: bool) -> tuple[int, int, int, int]:
     """Ridge on Hydra features, or (``both``) on them beside MiniRocket's difference features."""
-    h, hv = hydra_features(train, [val])
-    (x, rows), (xv, rows_v) = features(train, [val], difference=True)
+    (h, rows), (hv, rows_v) = hydra_features(train, [val])
     if not both:
         return fit_score(h, rows, hv, rows_v, train, val)
+    (x, _), (xv, _) = features(train, [val], difference=True)  # the same windows, in order
     mean, std = x.mean(0), x.std(0) + 1e-8
     x, xv = np.concatenate([(x - mean) / std, h], 1), np.concatenate([(xv - mean) / std, hv], 1)
     return fit_score(x, rows, xv, rows_v, train, val)
