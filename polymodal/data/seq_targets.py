@@ -116,8 +116,9 @@ class CaptionTargets(TargetEncoder):
             out[i, : len(r)] = torch.tensor(r)
         return out  # (N, T)
 
-    def decode(self, pred: torch.Tensor) -> list[Any]:
-        """Token id rows (with or without ``<bos>``) -> text, up to the first ``<eos>``."""
+    def decode(self, pred: torch.Tensor, unknown: str | None = None) -> list[Any]:
+        """Token id rows (with or without ``<bos>``) -> text, up to the first ``<eos>``;
+        ``unknown``: what an out-of-vocabulary word becomes (default ``<unk>``)."""
         texts = []
         for row in pred.long().tolist():
             words = []
@@ -125,7 +126,7 @@ class CaptionTargets(TargetEncoder):
                 if i == EOS:
                     break
                 if i not in (PAD, BOS):
-                    words.append(self.token(i))
+                    words.append(unknown if i == UNK and unknown is not None else self.token(i))
             texts.append(" ".join(words))
         return texts
 

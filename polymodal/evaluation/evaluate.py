@@ -17,6 +17,10 @@ from polymodal.evaluation import windows as W
 from polymodal.utils.progress import progress
 
 PROGRESS_ROWS = 2048  # fewer rows (a served request, a small check) never show progress
+# a gold caption's out-of-vocabulary word in the references BLEU reads: one token that no
+# generated caption holds (a caption head never writes <unk>); "<unk>" itself would count as
+# three ("<", "unk", ">") and lengthen the reference
+UNSEEN_WORD = "\u2047"
 
 
 def move(batch: Any, device: torch.device | str) -> Any:
@@ -64,7 +68,8 @@ def score(
     """Metrics for one output from the head's decoded predictions and the encoded targets."""
     enc = pipeline.targets[name]
     if task == "caption":  # references decoded from the gold ids, as generated text is
-        return M.caption_metrics(enc.decode(decoded["pred"]), enc.decode(target))
+        refs = enc.decode(target, unknown=UNSEEN_WORD)
+        return M.caption_metrics(enc.decode(decoded["pred"]), refs)
     y = target.cpu().numpy()
     if task == "binary":
         return M.binary_metrics(y, decoded["proba"][:, 1].numpy())
