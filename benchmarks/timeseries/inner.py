@@ -77,6 +77,49 @@ def norms(frame: pd.DataFrame) -> pd.DataFrame:
     return frame.assign(series=cells)
 
 
+def rotated(frame: pd.DataFrame, copies: int, degrees: float, seed: int = 0) -> pd.DataFrame:
+    """``frame`` plus ``copies`` copies of every recording, each turned by its own random
+    rotation (uniform axis, angle up to ``degrees``): a watch worn a little differently turns
+    acceleration and rotation rate alike."""
+    rng = np.random.default_rng(seed)
+    parts = [frame]
+    for _ in range(copies):
+        cells = []
+        for s in frame["series"]:
+            axis = rng.normal(size=3)
+            axis /= np.linalg.norm(axis)
+            angle = np.deg2rad(rng.uniform(-degrees, degrees))
+            k = np.array([[0, -axis[2], axis[1]], [axis[2], 0, -axis[0]], [-axis[1], axis[0], 0]])
+            r = np.eye(3) + np.sin(angle) * k + (1 - np.cos(angle)) * k @ k
+            cells.append(np.concatenate([s[:, :3] @ r.T, s[:, 3:] @ r.T], 1))
+        parts.append(frame.assign(series=cells))
+    return pd.concat(parts, ignore_index=True)
+
+
+def gravity(frame: pd.DataFrame, steps: int = 25) -> pd.DataFrame:
+    """Three more channels that do not depend on how the watch sits on the wrist: the rotation
+    rate about the vertical (gravity = acceleration averaged over ``steps``), about the
+    horizontal, and the size of the acceleration across gravity."""
+    out = []
+    kernel = np.ones(steps) / steps
+    for s in frame["series"]:
+        g = np.stack([np.convolve(c, kernel, mode="same") for c in s[:, :3].T], 1)
+        g /= np.linalg.norm(g, axis=1, keepdims=True) + 1e-8
+        w = s[:, 3:]
+        vertical = (w * g).sum(1, keepdims=True)
+        horizontal = np.linalg.norm(np.cross(w, g), axis=1, keepdims=True)
+        linear = np.linalg.norm(s[:, :3] - g * (s[:, :3] * g).sum(1, keepdims=True), axis=1,
+                                keepdims=True)  # fmt: skip
+        out.append(np.concatenate([s, vertical, horizontal, linear], 1))
+    return frame.assign(series=out)
+
+
+def centred(frame: pd.DataFrame) -> pd.DataFrame:
+    """Each recording minus its own per-channel mean (the gravity direction and gyro offset of
+    how this subject wore the watch)."""
+    return frame.assign(series=[s - s.mean(0, keepdims=True) for s in frame["series"]])
+
+
 def coarse(frame: pd.DataFrame, factor: int) -> pd.DataFrame:
     """Each series averaged over ``factor`` steps and repeated back to its length: a second
     MiniRocket on it sees patterns ``factor`` times longer at the same dilations."""
@@ -101,7 +144,12 @@ def features(
         ]
     from polymodal.encoders.minirocket import MiniRocket
 
-    spec, windows = windowed(train, others, options.pop("train_stride", 100))
+    window = options.pop("window", WINDOW)
+    spec, windows = windowed(
+        train, others, options.pop("train_stride", window // 2 or None),
+        options.pop("val_stride", window // 2 or None), window or None,
+        options.pop("max_length", 2700),
+    )  # fmt: skip
     enc = MiniRocket(**spec, **{"num_features": 10_000, **options}).eval()
     out = []
     for t, rows in windows:
@@ -112,21 +160,26 @@ def features(
 
 
 def windowed(
-    train: pd.DataFrame, others: list[pd.DataFrame], stride: int = 100
+    train: pd.DataFrame,
+    others: list[pd.DataFrame],
+    stride: int = 100,
+    val_stride: int = 100,
+    window: int | None = WINDOW,
+    max_length: int = 2700,
 ) -> tuple[dict[str, Any], list[tuple[Any, np.ndarray]]]:
     """The series preprocessor's spec (fitted on ``train``) and the windows of ``train``
-    (every ``stride`` steps) and of each of ``others`` (every 100), each with its windows' rows."""
+    (every ``stride`` steps) and of each of ``others`` (every ``val_stride``), each with its
+    windows' rows; ``window`` None: each series whole, cropped at ``max_length``."""
     from polymodal.data.preprocess.series import SeriesPreprocessor
 
-    fit = SeriesPreprocessor(max_length=2700, window=WINDOW, stride=stride, reference_rows=32)
+    fit = SeriesPreprocessor(max_length=max_length, window=window, stride=stride, reference_rows=32)
     fit.fit(train, ["series"], WATCH)
-    test = SeriesPreprocessor(max_length=2700, window=WINDOW, stride=100)
+    test = SeriesPreprocessor(max_length=max_length, window=window, stride=val_stride)
     test.load_fitted_state(fit.fitted_state())
     out = []
     for frame, pre in [(train, fit)] + [(o, test) for o in others]:
         t = pre.transform(frame, ["series"], WATCH)
-        assert t.row_of is not None
-        out.append((t, t.row_of.numpy()))
+        out.append((t, np.arange(len(frame)) if t.row_of is None else t.row_of.numpy()))
     return fit.spec(), out
 
 
@@ -240,6 +293,22 @@ def variant(name: str, train: pd.DataFrame, val: pd.DataFrame) -> tuple[int, int
     }
     if name in ("hydra", "difference+hydra"):
         return score_hydra(flipped(train, x_flip), flipped(val, x_flip), name != "hydra")
+    if name.startswith("rotate"):  # rotateK:D, K copies turned up to D degrees
+        k, d = name[6:].split(":")
+        train = rotated(flipped(train, x_flip), int(k), float(d))
+        return score(train, flipped(val, x_flip), difference=True)
+    if name == "gravity":
+        return score(gravity(flipped(train, x_flip)), gravity(flipped(val, x_flip)),
+                     difference=True)  # fmt: skip
+    if name == "centred":
+        return score(centred(flipped(train, x_flip)), centred(flipped(val, x_flip)),
+                     difference=True)  # fmt: skip
+    if name.startswith("window"):  # windowN (0: whole series cropped at 1,024 steps)
+        w = int(name[6:])
+        options = {"window": w} if w else {"window": 0, "max_length": 1024}
+        return score(flipped(train, x_flip), flipped(val, x_flip), difference=True, **options)
+    if name == "predict50":
+        return score(flipped(train, x_flip), flipped(val, x_flip), difference=True, val_stride=50)
     if name == "norms":
         return score(norms(flipped(train, x_flip)), norms(flipped(val, x_flip)), difference=True)
     if name.startswith("coarse"):  # the difference features plus those of a smoothed copy

@@ -140,29 +140,65 @@ def _video(inp: dict[str, Any], facts: dict[str, Any], preset: str, rows: int) -
     return {**inp, "encoder": encoder, "preprocessing": pre}
 
 
-def series_length(steps: int) -> int:
+# series up to this long are kept whole; a table with longer ones is cut into windows of
+# SERIES_WINDOW steps every half window (a row's prediction averages its windows): on the watch
+# recordings (947-2,618 steps), inner validation folds of benchmarks/timeseries/inner.py gave
+# recording accuracy 0.869 cropped at 1,024 steps, 0.902 with 256-step windows
+WHOLE_SERIES, SERIES_WINDOW, MAX_WINDOWED = 1024, 256, 8192
+
+
+def series_length(steps: int, cap: int = WHOLE_SERIES) -> int:
     """``max_length`` for a table whose longest sampled series has ``steps`` steps: 25 % more,
-    up to a multiple of 8 (8 to 1,024), because a sample (and the training table) can miss the
+    up to a multiple of 8 (8 to ``cap``), because a sample (and the training table) can miss the
     longest rows, and padding is masked while cropping loses steps."""
-    return min(max(8, -(-int(steps * 1.25) // 8) * 8), 1024)
+    return min(max(8, -(-int(steps * 1.25) // 8) * 8), cap)
+
+
+def series_preprocessing(steps: int) -> dict[str, Any]:
+    """Whole series (see :func:`series_length`) up to WHOLE_SERIES steps; longer recordings in
+    windows, so that no step is cropped (up to MAX_WINDOWED) and a window's model sees local
+    patterns at the scale of short series."""
+    if steps <= WHOLE_SERIES:
+        return {"max_length": series_length(steps)}
+    return {"max_length": series_length(steps, MAX_WINDOWED), "window": SERIES_WINDOW,
+            "stride": SERIES_WINDOW // 2}  # fmt: skip
 
 
 def _series(inp: dict[str, Any], facts: dict[str, Any], preset: str) -> dict[str, Any]:
-    """Series kept whole up to 25 % past the longest sampled one (8 to 1,024 steps: see
-    :func:`series_length`); ``best``: MiniRocket with its first-difference features (fixed
-    random-convolution features, cached, a linear or small head on top; the difference features
-    scored higher on all three validation splits of benchmarks/timeseries), else a residual 1-D
-    CNN (small for ``fast``; ``medium`` with jitter / scaling / crop augmentation)."""
-    length = series_length(int(facts["steps"]))
+    """Series kept whole up to 25 % past the longest sampled one, or cut into windows when
+    longer than 1,024 steps (:func:`series_preprocessing`); ``best``: MiniRocket with its
+    first-difference features (fixed random-convolution features, cached, a linear or small
+    head on top; the difference features scored higher on all three validation splits of
+    benchmarks/timeseries), else a residual 1-D CNN (small for ``fast``; ``medium`` with jitter
+    / scaling / crop augmentation)."""
+    pre = series_preprocessing(int(facts["steps"]))
     if preset == "best":
         encoder = {"type": "minirocket", "difference": True}
-        return {**inp, "encoder": encoder, "preprocessing": {"max_length": length}}
+        return {**inp, "encoder": encoder, "preprocessing": pre}
     small = {"channels": [16, 32], "kernel_sizes": [5, 3]} if preset == "fast" else {}
     return {
         **inp,
         "encoder": {"type": "series_cnn", **small},
-        "preprocessing": {"max_length": length, "augment": preset == "medium"},
+        "preprocessing": {**pre, "augment": preset == "medium"},
     }
+
+
+def _one_windowed(inputs: list[dict[str, Any]], outputs: list[dict[str, Any]]) -> list[dict[str, Any]]:  # fmt: skip
+    """Windows for one series input only (two would cut their rows differently), and only
+    for outputs a row's windows can vote on; any other long series is cropped instead."""
+    voting = all(o.get("task") in ("binary", "multiclass", "multilabel", "regression")
+                 for o in outputs)  # fmt: skip
+    out, windowed = [], False
+    for inp in inputs:
+        pre = inp.get("preprocessing") or {}
+        if inp["type"] == "timeseries" and "window" in pre:
+            if voting and not windowed:
+                windowed = True
+            else:
+                pre = {k: v for k, v in pre.items() if k not in ("window", "stride")}
+                inp = {**inp, "preprocessing": {**pre, "max_length": WHOLE_SERIES}}
+        out.append(inp)
+    return out
 
 
 def _text(inputs: list[dict[str, Any]], preset: str) -> list[dict[str, Any]]:
@@ -302,7 +338,7 @@ def apply_preset(
                 inputs.append(_audio(sound, facts, preset))
             inp = _video(inp, facts, preset, len(frame))
         inputs.append(inp)
-    inputs = _text(inputs, preset)
+    inputs = _one_windowed(_text(inputs, preset), config["outputs"])
     perceptual = len({i["type"] for i in inputs if i["type"] in PERCEPTUAL})
     frozen = _frozen(inputs)
     outputs = [_output(o, frame[o["name"]], preset, frozen) for o in config["outputs"]]

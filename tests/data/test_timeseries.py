@@ -399,3 +399,37 @@ def test_series_length_leaves_headroom_past_the_longest_sampled_series(steps, le
     from polymodal.data.presets import series_length
 
     assert series_length(steps) == length
+
+
+@pytest.mark.parametrize(
+    ("steps", "window"), [(900, None), (1024, None), (1025, 256), (2618, 256), (50_000, 256)]
+)
+def test_init_cuts_series_past_1024_steps_into_windows(steps, window):
+    """Long recordings are windowed (a row's prediction averages its windows), not cropped."""
+    from polymodal.data.presets import series_preprocessing
+
+    pre = series_preprocessing(steps)
+    assert pre.get("window") == window
+    if window:
+        assert pre["stride"] == window // 2
+        assert pre["max_length"] == min(-(-int(steps * 1.25) // 8) * 8, 8192)
+    else:
+        assert (
+            pre["max_length"] == min(-(-int(steps * 1.25) // 8) * 8, 1024) and "stride" not in pre
+        )
+
+
+def test_init_windows_one_long_series_input_and_only_for_voting_outputs(folder):
+    """Two windowed inputs would cut their rows differently, and a caption cannot average its
+    windows: the second long series, or every one under a caption output, is cropped."""
+    from polymodal.data.presets import starter
+
+    long = [series(1500 + 10 * i, i).tolist() for i in range(12)]
+    frame = pd.DataFrame({"a": long, "b": long[::-1], "label": ["x", "y"] * 6})
+    cfg = starter(frame, "label", folder, "medium").config
+    pres = {i["name"]: i["preprocessing"] for i in cfg["inputs"] if i["type"] == "timeseries"}
+    assert pres["a"]["window"] == 256 and pres["a"]["max_length"] >= 1610
+    assert "window" not in pres["b"] and pres["b"]["max_length"] == 1024
+    from polymodal import Predictor
+
+    Predictor(cfg)  # the config validates
