@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -11,6 +11,7 @@ from torch.utils.data import DataLoader
 
 from polymodal.data.dataset import TableDataset, collate_batch
 from polymodal.data.pipeline import TablePipeline
+from polymodal.data.seq_targets import CaptionTargets
 from polymodal.encoders.cache import warm_model
 from polymodal.evaluation import metrics as M
 from polymodal.evaluation import windows as W
@@ -68,7 +69,7 @@ def score(
     """Metrics for one output from the head's decoded predictions and the encoded targets."""
     enc = pipeline.targets[name]
     if task == "caption":  # references decoded from the gold ids, as generated text is
-        refs = enc.decode(target, unknown=UNSEEN_WORD)
+        refs = cast(CaptionTargets, enc).decode(target, unknown=UNSEEN_WORD)
         return M.caption_metrics(enc.decode(decoded["pred"]), refs)
     y = target.cpu().numpy()
     if task == "binary":
