@@ -7,8 +7,11 @@ validation data only (a held-out training subject on watch, 20% of the training 
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+
+import pandas as pd
 
 HERE = Path(__file__).resolve().parent
 DATA = HERE.parents[1].parent / "shared" / "data"
@@ -74,7 +77,19 @@ def config(
     }
 
 
+def inner_folds(frame: pd.DataFrame) -> Iterator[tuple[pd.DataFrame, pd.DataFrame]]:
+    """(train, val) of the 12 inner validation folds of watch: within each outer fold's six
+    training subjects, three folds of two held-out subjects; the outer test subjects never
+    appear. Rows keep the table's order, with a fresh index."""
+    for test in FOLDS:
+        subjects = sorted(set(frame["subject"]) - set(test))
+        for k in range(3):
+            held = frame["subject"].isin(subjects[2 * k : 2 * k + 2])
+            train = frame["subject"].isin(subjects) & ~held
+            yield frame[train].reset_index(drop=True), frame[held].reset_index(drop=True)
+
+
 __all__ = [
     "ENCODERS", "FOLDS", "GRADIENT", "MIRROR", "RIDGE", "UEA", "UEA_SETS", "WATCH", "config",
-    "encoder",
+    "encoder", "inner_folds",
 ]  # fmt: skip

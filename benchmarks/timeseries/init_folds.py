@@ -25,7 +25,7 @@ import torch
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from common import FOLDS, WATCH  # noqa: E402
+from common import WATCH, inner_folds  # noqa: E402
 
 from polymodal import Predictor  # noqa: E402
 from polymodal.data.presets import starter  # noqa: E402
@@ -44,15 +44,10 @@ def variant_config(base: dict[str, Any], name: str) -> dict[str, Any]:
 def hits(frame: pd.DataFrame, cfg: dict[str, Any]) -> np.ndarray:
     """Right (1) / wrong (0) per held-out recording, over the 12 inner folds in order."""
     out = []
-    for fold in range(len(FOLDS)):
-        subjects = sorted(set(frame["subject"]) - set(FOLDS[fold]))
-        for k in range(3):
-            held = subjects[2 * k : 2 * k + 2]
-            train = frame[frame["subject"].isin(subjects) & ~frame["subject"].isin(held)]
-            val = frame[frame["subject"].isin(held)]
-            pred = Predictor(copy.deepcopy(cfg)).fit(train, base_dir=WATCH)
-            got = pred.predict(val, base_dir=WATCH)["exercise"].to_numpy()
-            out.append(got == val["exercise"].to_numpy())
+    for train, val in inner_folds(frame):
+        pred = Predictor(copy.deepcopy(cfg)).fit(train, base_dir=WATCH)
+        got = pred.predict(val, base_dir=WATCH)["exercise"].to_numpy()
+        out.append(got == val["exercise"].to_numpy())
     return np.concatenate(out).astype(float)
 
 

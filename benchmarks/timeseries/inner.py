@@ -36,7 +36,7 @@ import torch.nn.functional as F
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from common import FOLDS, WATCH, WINDOW  # noqa: E402
+from common import WATCH, WINDOW, inner_folds  # noqa: E402
 
 SIGNS = [d for d in itertools.product((1, -1), repeat=3) if d != (1, 1, 1)]
 
@@ -329,13 +329,8 @@ def main() -> None:
     for name in names:
         t0 = time.perf_counter()
         total = np.zeros(4, dtype=np.int64)
-        for fold in range(len(FOLDS)):
-            subjects = sorted(set(frame["subject"]) - set(FOLDS[fold]))
-            for k in range(3):
-                held = subjects[2 * k : 2 * k + 2]
-                train = frame[frame["subject"].isin(subjects) & ~frame["subject"].isin(held)]
-                val = frame[frame["subject"].isin(held)]
-                total += variant(name, train.reset_index(drop=True), val.reset_index(drop=True))
+        for train, val in inner_folds(frame):
+            total += variant(name, train, val)
         print(f"| {name} | {total[0] / total[1]:.3f} | {total[2] / total[3]:.3f} | "
               f"{time.perf_counter() - t0:.0f} |", flush=True)  # fmt: skip
 
