@@ -86,11 +86,12 @@ def decode(head: CaptionHead, tgt: CaptionTargets, feats: np.ndarray, method: st
         return tgt.decode(head.decode(head({"image": torch.tensor(feats).float()}), method)["pred"])
 
 
-def rerank(head: CaptionHead, tgt: CaptionTargets, d: dict[str, Any], m: int) -> list[list[str]]:
-    """Per validation emoji: beam, greedy and its m nearest distinct training names."""
+def rerank(d: dict[str, Any], decoded: dict[str, list[str]], m: int) -> list[list[str]]:
+    """Per validation emoji: its beam and greedy captions and its m nearest distinct training
+    names."""
     unit = lambda a: a / np.linalg.norm(a, axis=1, keepdims=True)  # noqa: E731
     order = np.argsort(-(unit(d["val"]) @ unit(d["train"]).T), axis=1)[:, :200]
-    beam, greedy = (decode(head, tgt, d["val"], k) for k in ("beam", "greedy"))
+    beam, greedy = decoded["beam"], decoded["greedy"]
     out = []
     for i, row in enumerate(order):
         names: list[str] = []
@@ -134,10 +135,11 @@ def main() -> None:
     head, tgt = train(d, args)
     refs = d["val_text"]
     print("nearest neighbour:", brevity(B.nn_captions(d["train"], d["train_text"], d["val"]), refs))
-    for method in ("beam", "greedy"):
-        print(f"{method}:", brevity(decode(head, tgt, d["val"], method), refs))
+    decoded = {method: decode(head, tgt, d["val"], method) for method in ("beam", "greedy")}
+    for method, caps in decoded.items():
+        print(f"{method}:", brevity(caps, refs))
     for m in (1, 3, 5):
-        cands = rerank(head, tgt, d, m)
+        cands = rerank(d, decoded, m)
         width = max(map(len, cands))
         cands = [c + [c[0]] * (width - len(c)) for c in cands]
         for alpha in (0.0, 0.6, 1.0):
