@@ -121,6 +121,12 @@ class Preprocessor(abc.ABC):
         """Whether ``augment`` changes anything (then a row's tensor differs every epoch)."""
         return False
 
+    @property
+    def fixed_views(self) -> bool:
+        """Whether ``augment`` gives each row one of a fixed few versions (the same ones every
+        epoch), so a frozen encoder's features of them can be cached."""
+        return False
+
     def spec(self) -> dict[str, Any]:
         """Facts the encoder needs from fitted data (``vocab_size``, ``in_features``, ...)."""
         return {}

@@ -250,7 +250,8 @@ def attach_feature_caches(
     raw: nn.Module, pipeline: TablePipeline, cfg: TrainerConfig
 ) -> dict[str, FeatureCache]:
     """A cache for each frozen encoder whose input is not augmented (augmented inputs differ
-    every epoch, so caching them would only grow the disk)."""
+    every epoch, so caching them would only grow the disk), or augmented as a fixed few views
+    per row (image ``views``), which the cache serves after their first pass."""
     if not cfg.feature_cache or not hasattr(raw, "feature_caches"):
         return {}
     caches: dict[str, FeatureCache] = {}
@@ -261,7 +262,7 @@ def attach_feature_caches(
         pre = pipeline.preprocessors[name]
         stage = frozen_stage(enc)  # a frozen frame encoder inside a video encoder: per frame
         whole = getattr(enc, "frozen", False) and is_frozen(enc)
-        if not (whole or stage is not None) or pre.augments:
+        if not (whole or stage is not None) or (pre.augments and not pre.fixed_views):
             continue
         part = enc if whole or stage is None else stage
         kind = FeatureCache if whole else StageCache

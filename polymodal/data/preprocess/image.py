@@ -1,5 +1,7 @@
 """Image cells -> normalised (C, H, W) tensors, decoded once; batched train-time augmentation
-(random resized crop, horizontal flip, rotation) in one ``affine_grid`` call.
+(random resized crop, horizontal flip, rotation in one ``affine_grid`` call; colour jitter,
+greyscale), optionally as a fixed set of ``views`` per row that a frozen encoder's feature cache
+can serve (:mod:`polymodal.data.preprocess.image_augment`).
 
 Decoding is bounded: only common raster formats are opened (never EPS and the like, which call
 out to other programs), the size in the header is checked against ``max_pixels`` before any
@@ -11,7 +13,6 @@ palette, alpha, CMYK and 1-bit images are converted, EXIF orientation applied.
 from __future__ import annotations
 
 import io
-import math
 import warnings
 from pathlib import Path
 from typing import Any
@@ -19,12 +20,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import torch
-import torch.nn.functional as F
 from PIL import Image, ImageOps
 
 from polymodal.data.base import Preprocessor, Transformed
 from polymodal.data.paths import ANYWHERE, FileAccess
 from polymodal.data.preprocess.files import decode_column
+from polymodal.data.preprocess.image_augment import MAX_VIEWS, ImageAugment
 from polymodal.registry import register
 
 
@@ -42,10 +43,14 @@ class ImagePreprocessor(Preprocessor):
         crop_scale_min: float = 0.8,  # random resized crop keeps >= this share of the area
         flip: bool = True,
         rotation_degrees: float = 10.0,
+        color_jitter: float = 0.0,  # brightness, contrast and saturation change, up to this much
+        grayscale: float = 0.0,  # share of augmented images turned grey
+        views: int = 0,  # > 0: each row is itself or one of `views` fixed augmented versions
         max_pixels: int = 40_000_000,  # larger images (width x height) are bad cells
     ) -> None:
         if channels not in (1, 3):
             raise ValueError(f"image preprocessing: channels must be 1 or 3, got {channels}")
+        _check_augment(crop_scale_min, color_jitter, grayscale, views)
         self.image_size, self.channels = image_size, channels
         self.mean = list(mean) if mean is not None else [0.5] * channels
         self.std = list(std) if std is not None else [0.5] * channels
@@ -61,6 +66,7 @@ class ImagePreprocessor(Preprocessor):
             flip,
             rotation_degrees,
         )
+        self.color_jitter, self.grayscale, self.views = color_jitter, grayscale, views
 
     def options(self) -> dict[str, Any]:
         # the `augment` option is stored as `augment_enabled` (the name `augment` is the method)
@@ -72,6 +78,9 @@ class ImagePreprocessor(Preprocessor):
             "crop_scale_min",
             "flip",
             "rotation_degrees",
+            "color_jitter",
+            "grayscale",
+            "views",
             "max_pixels",
         )
         return {**{k: getattr(self, k) for k in keys}, "augment": self.augment_enabled}
@@ -122,30 +131,17 @@ class ImagePreprocessor(Preprocessor):
     def augments(self) -> bool:
         return bool(self.augment_enabled)
 
+    @property
+    def fixed_views(self) -> bool:
+        return self.augment_enabled and self.views > 0
+
     def augment(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-        """Random resized crop + flip + rotation for a batch (B, C, H, W), as one affine warp."""
+        """Random resized crop + flip + rotation and colour changes for a batch (B, C, H, W)."""
         if not self.augment_enabled:
             return x
-        b = x.shape[0]
-        rand = lambda: torch.rand(b, generator=generator)  # noqa: E731
-        scale = torch.sqrt(self.crop_scale_min + (1 - self.crop_scale_min) * rand())  # side share
-        angle = (rand() * 2 - 1) * math.radians(self.rotation_degrees)
-        flip = torch.where(rand() < 0.5, -1.0, 1.0) if self.flip else torch.ones(b)
-        shift = (1 - scale) * (rand() * 2 - 1), (1 - scale) * (rand() * 2 - 1)
-        cos, sin = torch.cos(angle) * scale, torch.sin(angle) * scale
-        theta = (
-            torch.stack(
-                [
-                    torch.stack([cos * flip, -sin, shift[0]], 1),
-                    torch.stack([sin * flip, cos, shift[1]], 1),
-                ],
-                1,
-            )
-            .to(x.dtype)
-            .to(x.device)
-        )
-        grid = F.affine_grid(theta, list(x.shape), align_corners=False)
-        return F.grid_sample(x, grid, padding_mode="border", align_corners=False)
+        aug = ImageAugment(self.crop_scale_min, self.flip, self.rotation_degrees,
+                           self.color_jitter, self.grayscale, self.views)  # fmt: skip
+        return aug(x, self.mean, self.std, generator)
 
     def spec(self) -> dict[str, Any]:
         return {"in_channels": self.channels, "image_size": self.image_size}
@@ -177,6 +173,16 @@ def unit_pixels(img: Image.Image, channels: int, size: int) -> np.ndarray:
     img = img.convert("RGB" if channels == 3 else "L")  # also palette, CMYK, 1-bit, YCbCr
     img = img.resize((size, size), Image.Resampling.BILINEAR)
     return (np.asarray(img, dtype=np.float32) / 255.0).reshape(size, size, channels)
+
+
+def _check_augment(crop_scale_min: float, color_jitter: float, grayscale: float, views: int) -> None:  # fmt: skip
+    if not 0 < crop_scale_min <= 1 or not 0 <= color_jitter < 1 or not 0 <= grayscale <= 1:
+        raise ValueError(
+            "image preprocessing: expected crop_scale_min in (0, 1], color_jitter in [0, 1) and "
+            f"grayscale in [0, 1], got {crop_scale_min}, {color_jitter} and {grayscale}"
+        )
+    if not isinstance(views, int) or not 0 <= views <= MAX_VIEWS:
+        raise ValueError(f"image preprocessing: views must be an integer in 0..{MAX_VIEWS}, got {views!r}")  # fmt: skip
 
 
 def _range(mode: str, lo: float, hi: float) -> tuple[float, float]:
