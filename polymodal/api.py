@@ -9,8 +9,6 @@ import contextlib
 import logging
 import shutil
 import tempfile
-import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -20,11 +18,11 @@ from polymodal.compression import distill
 from polymodal.config import ExperimentConfig, TrainerConfig, apply_overrides, load_config
 from polymodal.data.checks import config_findings
 from polymodal.data.dataset import TableDataset
-from polymodal.data.io import Table, TableLike, read_any
+from polymodal.data.io import TableLike, read_any
 from polymodal.data.pipeline import TablePipeline
 from polymodal.data.presets import starter
 from polymodal.data.split import resolve_tables
-from polymodal.data.stream import StreamingTable, fit_streaming, open_streams, should_stream
+from polymodal.data.stream import StreamingTable
 from polymodal.data.summary import table_summary
 from polymodal.data.targets import class_weights
 from polymodal.evaluation.distributed import evaluate_all
@@ -43,6 +41,7 @@ from polymodal.evaluation.robustness import (
 from polymodal.export.artifact import Artifact, load_artifact, save_artifact
 from polymodal.models import MultimodalModel, build_model, preprocessing_options, validate
 from polymodal.train.distributed import start_processes
+from polymodal.train.fit_data import FitData, fit_data
 from polymodal.train.loop import feature_caches, train
 from polymodal.utils import dist
 from polymodal.utils.io import atomic_write_text, read_json, write_json
@@ -51,23 +50,8 @@ from polymodal.utils.seed import seed_everything
 log = logging.getLogger("polymodal")
 
 
-@dataclass
-class _Data:
-    """What ``fit`` trains and scores on."""
-
-    train: TableDataset | StreamingTable
-    val: Any  # TableDataset, StreamingTable or None
-    test: Any  # a Table (preprocessed after training), a StreamingTable or None
-    sample: pd.DataFrame  # training rows for the table summary (all, or the first streamed)
-    table: Table | None  # the in-memory training table (None when streamed)
-
-    @property
-    def streamed(self) -> bool:
-        return isinstance(self.train, StreamingTable)
-
-
 def _final_metrics(
-    model: MultimodalModel, pipeline: TablePipeline, data: _Data, state: Any,
+    model: MultimodalModel, pipeline: TablePipeline, data: FitData, state: Any,
     loss_weights: dict[str, float],
 ) -> dict[str, Any]:  # fmt: skip
     """Best epoch, training time, and the validation / test reports (every row once, shared out
@@ -132,7 +116,7 @@ class Predictor:
             cfg.inputs, cfg.outputs, options, cfg.data.bad_cells, cfg.data.allow_outside,
             cfg.data.roots,
         )  # fmt: skip
-        data = self._datasets(pipeline, train_data, val, test, base_dir)
+        data = fit_data(cfg, pipeline, train_data, val, test, base_dir)
         if dist.is_main_process():
             for f in config_findings(data.sample, cfg.inputs, cfg.outputs):
                 log.warning("warning: column %r: %s", f.column, f.message)
@@ -202,61 +186,8 @@ class Predictor:
         pred.findings_ = found.findings
         return pred.fit(frame, val, test, output_dir=output_dir, base_dir=base)
 
-    def _datasets(
-        self,
-        pipeline: TablePipeline,
-        train_data: TableLike | None,
-        val: TableLike | None,
-        test: TableLike | None,
-        base_dir: str | Path | None,
-    ) -> _Data:
-        """Fit ``pipeline`` on the training rows (in memory, or in one streamed pass) and return
-        the training, validation and test data."""
-        t0 = time.perf_counter()
-        cfg = self.config
-        if should_stream(cfg.data, cfg.data.train if train_data is None else train_data):
-            train_s, val_ds, test_part = self._streams(pipeline, train_data, val, test, base_dir)
-            data = _Data(train_s, val_ds, test_part, train_s.head(10_000), None)
-        else:
-            train_t, val_t, test_t = resolve_tables(
-                cfg.data, cfg.outputs, train_data, val, test, base_dir
-            )
-            pipeline.fit(train_t[0], train_t[1], source=train_t[2])
-            val_ds = pipeline.dataset(*val_t) if val_t else None
-            data = _Data(pipeline.dataset(*train_t), val_ds, test_t, train_t[0], train_t)
-        rows = data.train.rows if data.streamed else len(data.train)  # type: ignore[union-attr,arg-type]
-        log.info(
-            "preprocessing fitted on %d training rows in %.1fs", rows, time.perf_counter() - t0
-        )
-        return data
-
-    def _streams(
-        self,
-        pipeline: TablePipeline,
-        train_data: TableLike | None,
-        val: TableLike | None,
-        test: TableLike | None,
-        base_dir: str | Path | None,
-    ) -> tuple[StreamingTable, Any, Any]:
-        """Streamed train / val / test (DataFrames for val / test stay in memory); the
-        preprocessing is fitted in one pass over the training stream, shared by all ranks."""
-        d = self.config.data
-        train_data = d.train if train_data is None else train_data
-        if not isinstance(train_data, (str, Path)):
-            raise ValueError("data.streaming reads the training table from disk: pass its path")
-        val, test = (d.val if val is None else val), (d.test if test is None else test)
-        train_s, val_s, test_s = open_streams(d, pipeline, train_data, val, test)
-        fit_streaming(pipeline, train_s, d.fit_rows)
-        val_ds = (
-            val_s
-            if val_s is not None or val is None
-            else pipeline.dataset(*read_any(val, "val", base_dir))
-        )
-        test_ds = test_s if test_s is not None or test is None else read_any(test, "test", base_dir)
-        return train_s, val_ds, test_ds
-
     def _student(
-        self, model: MultimodalModel, data: _Data, teacher: Predictor | str | Path,
+        self, model: MultimodalModel, data: FitData, teacher: Predictor | str | Path,
         temperature: float, alpha: float,
     ) -> MultimodalModel:  # fmt: skip
         """``model`` as a student of ``teacher``: the teacher's logits on every training row join

@@ -32,9 +32,8 @@ AUGMENT = {"augment": True, "flip": False, "crop_scale_min": 0.6, "rotation_degr
 def main() -> None:
     views, seed = int(sys.argv[1]), int(sys.argv[2]) if len(sys.argv) > 2 else 0
     torch.set_num_threads(2)
-    cache = str(Path.home() / ".cache/polymodal/features")
     frames = load_splits()
-    cfg = retrieval_config(10, cache, RETRIEVAL_HEAD)
+    cfg = retrieval_config(10, None, RETRIEVAL_HEAD)  # the default cache folder
     cfg["trainer"]["seed"] = seed
     if views:
         cfg["inputs"][0] = {**IMAGE, "preprocessing": {**AUGMENT, "views": views}}
