@@ -209,6 +209,7 @@ class HFEncoder(Encoder):
         self.mel_frames = int(cfg.max_length) if hasattr(cfg, "num_mel_bins") else None  # AST
         self.out_dim = hidden_size(cfg)
         self.frozen = freeze and not train_top_layers
+        self.top_layers = (train_top_layers or 0) if freeze else 0
         if freeze:
             self._freeze(train_top_layers or 0)
 
@@ -247,10 +248,15 @@ class HFEncoder(Encoder):
         self.train(self.training)
 
     def train(self, mode: bool = True) -> HFEncoder:
-        """A frozen model stays in eval mode: no dropout noise, fixed norm statistics."""
+        """Frozen layers stay in eval mode: no dropout noise, fixed norm statistics (with
+        ``train_top_layers`` only the top layers follow ``mode``)."""
         super().train(mode)
         if self.frozen:
             self.model.eval()
+        elif self.top_layers:
+            self.model.eval()
+            for layer in list(find_layers(self.model))[-self.top_layers :]:
+                layer.train(mode)
         return self
 
     @classmethod

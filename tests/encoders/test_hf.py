@@ -133,12 +133,24 @@ def test_train_top_layers_unfreezes_only_the_top() -> None:
     trainable = {n for n, p in encoder.named_parameters() if p.requires_grad}
     assert trainable and all(n.startswith("model.encoder.layer.1.") for n in trainable)
     encoder.train()
-    assert encoder.model.training  # partially trained: dropout on as in fine-tuning
+    layers = encoder.model.encoder.layer
+    assert layers[1].training and not layers[0].training  # dropout only where weights train
+    assert not encoder.model.embeddings.training
     encoder(torch.randint(1, 30522, (2, 5))).sum().backward()
     for name, p in encoder.named_parameters():
         assert (p.grad is not None) == (name in trainable), name
     with pytest.raises(ValueError, match="freeze"):
         build("text", BERT, train_top_layers=1)
+
+
+def test_train_top_layers_keeps_frozen_norm_statistics() -> None:
+    """A ResNet whose last stage trains: a training step updates that stage's batch-norm
+    statistics only; the frozen stem and first stage keep theirs."""
+    encoder = build("image", RESNET, freeze=True, train_top_layers=1).train()
+    before = {k: v.clone() for k, v in encoder.state_dict().items() if "running_mean" in k}
+    encoder(torch.rand(4, 3, 32, 32)).sum().backward()
+    moved = {k for k, v in encoder.state_dict().items() if k in before and not v.equal(before[k])}
+    assert moved and all(".stages.1." in k for k in moved), moved
 
 
 def test_needs_model_name_or_config() -> None:
