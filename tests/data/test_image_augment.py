@@ -100,3 +100,22 @@ def test_a_frozen_encoder_caches_the_views(tmp_path) -> None:
     assert hist[-1]["feature_cache"]["photo"][0] > hist[0]["feature_cache"]["photo"][0]
     plain = Predictor(config(0)).fit(frame, base_dir=tmp_path)
     assert "feature_cache" not in plain.artifact_.history[-1]
+
+
+def test_views_with_a_trainable_encoder_warn(tmp_path, caplog) -> None:
+    """``views`` saves time only through a frozen encoder's cache; with an encoder that trains
+    it would silently just limit augmentation, so the fit says so."""
+    import logging
+
+    frame = make_table(tmp_path, n=12)
+    pre = {"image_size": 16, "augment": True, "views": 2}
+    cfg = {
+        "inputs": [{"name": "photo", "type": "image", "preprocessing": pre,
+                    "encoder": {"type": "hf", "config": TINY_VIT, "freeze": False}}],
+        "outputs": [{"name": "label", "task": "multiclass"}],
+        "trainer": {"epochs": 1, "batch_size": 8, "progress": False, "seed": 0,
+                    "feature_cache_dir": str(tmp_path / "cache")},
+    }  # fmt: skip
+    with caplog.at_level(logging.WARNING, logger="polymodal"):
+        Predictor(cfg).fit(frame, base_dir=tmp_path)
+    assert any("photo: preprocessing views only pays off" in r.getMessage() for r in caplog.records)
