@@ -248,15 +248,18 @@ class HFEncoder(Encoder):
         self.train(self.training)
 
     def train(self, mode: bool = True) -> HFEncoder:
-        """Frozen layers stay in eval mode: no dropout noise, fixed norm statistics (with
-        ``train_top_layers`` only the top layers follow ``mode``)."""
+        """A frozen model stays in eval mode: no dropout noise, fixed norm statistics. With
+        ``train_top_layers`` dropout follows ``mode`` as in Hugging Face fine-tuning, but the
+        batch norms below the top layers keep their statistics (they are frozen too)."""
         super().train(mode)
         if self.frozen:
             self.model.eval()
         elif self.top_layers:
-            self.model.eval()
-            for layer in list(find_layers(self.model))[-self.top_layers :]:
-                layer.train(mode)
+            layers = list(find_layers(self.model))[-self.top_layers :]
+            top = {id(m) for layer in layers for m in layer.modules()}
+            for m in self.model.modules():
+                if isinstance(m, nn.modules.batchnorm._BatchNorm) and id(m) not in top:
+                    m.eval()
         return self
 
     @classmethod

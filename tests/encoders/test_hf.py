@@ -133,9 +133,7 @@ def test_train_top_layers_unfreezes_only_the_top() -> None:
     trainable = {n for n, p in encoder.named_parameters() if p.requires_grad}
     assert trainable and all(n.startswith("model.encoder.layer.1.") for n in trainable)
     encoder.train()
-    layers = encoder.model.encoder.layer
-    assert layers[1].training and not layers[0].training  # dropout only where weights train
-    assert not encoder.model.embeddings.training
+    assert encoder.model.training  # partially trained: dropout on as in fine-tuning
     encoder(torch.randint(1, 30522, (2, 5))).sum().backward()
     for name, p in encoder.named_parameters():
         assert (p.grad is not None) == (name in trainable), name
