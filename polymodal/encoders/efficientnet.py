@@ -86,6 +86,12 @@ class EfficientNetLite(Encoder):
 
         size = image_size or VARIANTS[variant]
         self.net = EfficientNet.from_name(f"efficientnet-{variant}", image_size=size)
+        blocks = len(self.net._blocks)
+        if train_top_blocks is not None and not 0 <= train_top_blocks <= blocks:
+            raise ValueError(
+                f"efficientnet_lite: train_top_blocks must be 0-{blocks} for {variant}, "
+                f"got {train_top_blocks}"
+            )
         if pretrained:
             self.net.load_state_dict(load_weights(weights_path(variant)))
         # the ImageNet classifier is never used: drop it, so it is neither saved nor trained
@@ -94,12 +100,6 @@ class EfficientNetLite(Encoder):
         self.pretrained = pretrained  # real weights: the trainer's pretrained_lr applies
         self.out_dim = FEATURES
         self.frozen = freeze and not train_top_blocks
-        blocks = len(self.net._blocks)
-        if train_top_blocks is not None and not 0 <= train_top_blocks <= blocks:
-            raise ValueError(
-                f"efficientnet_lite: train_top_blocks must be 0-{blocks} for {variant}, "
-                f"got {train_top_blocks}"
-            )
         # blocks below ``cut`` are frozen (with the stem); the rest and the conv head train
         self.cut = blocks - train_top_blocks if freeze and train_top_blocks else 0
         if freeze:
@@ -117,7 +117,7 @@ class EfficientNetLite(Encoder):
         if self.frozen:
             self.net.eval()
         elif self.cut:
-            self.cached_stage().eval()  # type: ignore[union-attr]
+            Trunk(self.net, self.cut).eval()  # the frozen stem and lower blocks (shared)
         return self
 
     def cached_stage(self) -> nn.Module | None:

@@ -262,14 +262,15 @@ def attach_feature_caches(
         pre = pipeline.preprocessors[name]
         stage = frozen_stage(enc)  # a frozen frame encoder inside a video encoder: per frame
         whole = getattr(enc, "frozen", False) and is_frozen(enc)
-        if pre.augments and pre.fixed_views and not (whole or stage is not None):
+        cacheable = whole or stage is not None
+        if pre.augments and pre.fixed_views and not cacheable:
             log.warning(
                 "%s: preprocessing views only pays off with a frozen encoder (its features are "
                 "cached); this encoder trains, so views only limit augmentation to a few fixed "
                 "versions per row",
                 name,
             )
-        if not (whole or stage is not None) or (pre.augments and not pre.fixed_views):
+        if not cacheable or (pre.augments and not pre.fixed_views):
             continue
         part = enc if whole or stage is None else stage
         kind = FeatureCache if whole else StageCache
